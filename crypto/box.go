@@ -1,0 +1,143 @@
+package crypto
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"filippo.io/age"
+)
+
+// BoxIdentity is a device's (or a release envelope's) age decryption key:
+// the hybrid ML-KEM-768 + X25519 kind, because wrapped keys sit on the relay
+// for years and the adversary's motive lasts decades. It has no String
+// method; Marshal returns the secret for an encrypted key file.
+type BoxIdentity struct{ id *age.HybridIdentity }
+
+// BoxRecipient is the public half of a BoxIdentity ("age1pq1...").
+type BoxRecipient struct{ r *age.HybridRecipient }
+
+// GenerateBoxIdentity makes a new hybrid age identity.
+func GenerateBoxIdentity() (*BoxIdentity, error) {
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("generate age identity: %w", err)
+	}
+	return &BoxIdentity{id: id}, nil
+}
+
+// ParseBoxIdentity parses the secret form written by Marshal.
+func ParseBoxIdentity(s string) (*BoxIdentity, error) {
+	id, err := age.ParseHybridIdentity(s)
+	if err != nil {
+		return nil, errors.New("malformed age identity")
+	}
+	return &BoxIdentity{id: id}, nil
+}
+
+// Marshal returns the secret key string. Callers must not log or print it.
+func (i *BoxIdentity) Marshal() string { return i.id.String() }
+
+// Recipient returns the public key.
+func (i *BoxIdentity) Recipient() BoxRecipient { return BoxRecipient{r: i.id.Recipient()} }
+
+// Identity returns the age identity for decryption.
+func (i *BoxIdentity) Identity() age.Identity { return i.id }
+
+// ParseBoxRecipient parses an "age1pq1..." recipient.
+func ParseBoxRecipient(s string) (BoxRecipient, error) {
+	r, err := age.ParseHybridRecipient(s)
+	if err != nil {
+		return BoxRecipient{}, errors.New("malformed age hybrid recipient")
+	}
+	return BoxRecipient{r: r}, nil
+}
+
+func (r BoxRecipient) String() string {
+	if r.r == nil {
+		return ""
+	}
+	return r.r.String()
+}
+
+// Recipient returns the age recipient for encryption.
+func (r BoxRecipient) Recipient() age.Recipient { return r.r }
+
+// IsZero reports whether r is unset.
+func (r BoxRecipient) IsZero() bool { return r.r == nil }
+
+// ParsePoliceRecipient parses a police contact's public key as made by the
+// stock age-keygen (X25519, "age1...") or with -pq / fristed police keygen
+// (hybrid, "age1pq1...").
+func ParsePoliceRecipient(s string) (age.Recipient, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "age1pq1") {
+		r, err := age.ParseHybridRecipient(s)
+		if err != nil {
+			return nil, errors.New("malformed age recipient")
+		}
+		return r, nil
+	}
+	r, err := age.ParseX25519Recipient(s)
+	if err != nil {
+		return nil, errors.New("malformed age recipient")
+	}
+	return r, nil
+}
+
+// RecipientFingerprint returns a short, phone-readable fingerprint of an
+// age recipient string, so a police key can be confirmed by voice.
+func RecipientFingerprint(recipient string) string {
+	h := LabeledHash("fristed/v1/recipient-fingerprint", []byte(strings.TrimSpace(recipient)))
+	return groupCode(idEncodingUpper.EncodeToString(h[:10]), 4)
+}
+
+// ErrKeyCommitment is returned when an unwrapped key does not match the
+// commitment signed for it: somebody other than the coordinator made it.
+var ErrKeyCommitment = errors.New("wrapped key does not match its signed commitment")
+
+// WrapKey encrypts k to every recipient with age: one file, one stanza per
+// recipient. Used for epoch keys (to a stream's devices) and vault keys.
+func WrapKey(k *Key, recipients ...age.Recipient) ([]byte, error) {
+	if len(recipients) == 0 {
+		return nil, errors.New("wrap key: no recipients")
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("wrap key: %w", err)
+	}
+	if _, err := w.Write(k.b[:]); err != nil {
+		return nil, fmt.Errorf("wrap key: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("wrap key: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// UnwrapKey decrypts a wrapped key with id and accepts it only if it matches
+// commitment in context: anyone can write an age file to a public key, so
+// the signed commitment is what makes a wrapped key genuine.
+func UnwrapKey(wrapped, context []byte, commitment [32]byte, id age.Identity) (*Key, error) {
+	r, err := age.Decrypt(bytes.NewReader(wrapped), id)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap key: %v", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, KeySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("unwrap key: %v", err)
+	}
+	if len(b) != KeySize {
+		return nil, errors.New("unwrap key: malformed key")
+	}
+	k, _ := KeyFromBytes(b)
+	clear(b)
+	if !k.CheckCommitment(context, commitment) {
+		k.Destroy()
+		return nil, ErrKeyCommitment
+	}
+	return k, nil
+}
