@@ -219,13 +219,15 @@ func UnmarshalEnrolment(b []byte) (*Enrolment, error) {
 	return r, nil
 }
 
-// WrappedKey carries one epoch key wrapped (age) to the devices of the
-// epoch. Its genuineness comes from the commitment in the coordinator-signed
-// "epoch started" statement, not from the wrapper.
+// WrappedKey carries one epoch key wrapped (age) to one device. Its
+// genuineness comes from the commitment in the coordinator-signed "epoch
+// started" statement, not from the wrapper. One copy per device lets the
+// relay destroy each copy as soon as its device acknowledges it.
 type WrappedKey struct {
 	Tenant  TenantID
 	Stream  StreamID
 	Epoch   Epoch
+	Device  DeviceID
 	Wrapped []byte
 }
 
@@ -236,6 +238,7 @@ func (w *WrappedKey) Marshal() []byte {
 	e.raw(w.Tenant[:])
 	e.raw(w.Stream[:])
 	e.u32(uint32(w.Epoch))
+	e.raw(w.Device[:])
 	e.blob(w.Wrapped)
 	return e.b
 }
@@ -248,6 +251,7 @@ func UnmarshalWrappedKey(b []byte) (*WrappedKey, error) {
 	d.fixed(w.Tenant[:])
 	d.fixed(w.Stream[:])
 	w.Epoch = Epoch(d.u32())
+	d.fixed(w.Device[:])
 	w.Wrapped = d.blob(1 << 20)
 	if err := d.finish("wrapped key"); err != nil {
 		return nil, err
