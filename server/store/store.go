@@ -97,9 +97,10 @@ type Envelope struct {
 // safe for concurrent use by many goroutines and, for shared databases, by
 // several relay processes.
 //
-// Writes scoped to a tenant that does not exist give ErrNotFound; reads of
-// one find nothing. A limit <= 0 means no limit. Times come back in UTC at
-// millisecond precision.
+// A write that stores something for a tenant that does not exist gives
+// ErrNotFound; reads and deletes there find nothing (ErrNotFound where one
+// thing is asked for). A limit <= 0 means no limit. Times come back in UTC
+// at millisecond precision.
 type Store interface {
 	// Invites: one-time tokens, stored as hashes. An invite is valid while
 	// now is before its expiry; putting a known hash gives ErrConflict.
@@ -186,7 +187,8 @@ type Store interface {
 	// Per-device token version, bumped on revocation; 0 when never bumped.
 	TokenVersion(ctx context.Context, tenant syncproto.TenantID, device syncproto.DeviceID) (uint64, error)
 	BumpTokenVersion(ctx context.Context, tenant syncproto.TenantID, device syncproto.DeviceID) (uint64, error)
-	// Last-seen times, kept at day precision by the caller.
+	// Last-seen times, kept at day precision by the caller. TouchDevice
+	// keeps the later of day and the stored time.
 	TouchDevice(ctx context.Context, tenant syncproto.TenantID, device syncproto.DeviceID, day time.Time) error
 	LastSeen(ctx context.Context, tenant syncproto.TenantID) (map[syncproto.DeviceID]time.Time, error)
 
