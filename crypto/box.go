@@ -62,8 +62,14 @@ func (r BoxRecipient) String() string {
 	return r.r.String()
 }
 
-// Recipient returns the age recipient for encryption.
-func (r BoxRecipient) Recipient() age.Recipient { return r.r }
+// Recipient returns the age recipient for encryption, or nil if r is unset
+// (not an interface holding a nil pointer, which would panic when used).
+func (r BoxRecipient) Recipient() age.Recipient {
+	if r.r == nil {
+		return nil
+	}
+	return r.r
+}
 
 // IsZero reports whether r is unset.
 func (r BoxRecipient) IsZero() bool { return r.r == nil }
@@ -94,6 +100,20 @@ func RecipientFingerprint(recipient string) string {
 	return groupCode(idEncodingUpper.EncodeToString(h[:10]), 4)
 }
 
+// ErrNoIdentityMatch is returned when an age file (a wrapped key or an
+// envelope layer) has no stanza for the identity given: it was encrypted to
+// someone else, or its stanza was tampered with.
+var ErrNoIdentityMatch = errors.New("not encrypted to this identity")
+
+// ageError reports an age decryption failure for step. Only "not for this
+// identity" is distinguished; the rest says that it failed, as age does.
+func ageError(step string, err error) error {
+	if nm := new(age.NoIdentityMatchError); errors.As(err, &nm) {
+		return fmt.Errorf("%s: %w", step, ErrNoIdentityMatch)
+	}
+	return fmt.Errorf("%s: %v", step, err)
+}
+
 // ErrKeyCommitment is returned when an unwrapped key does not match the
 // commitment signed for it: somebody other than the coordinator made it.
 var ErrKeyCommitment = errors.New("wrapped key does not match its signed commitment")
@@ -103,6 +123,11 @@ var ErrKeyCommitment = errors.New("wrapped key does not match its signed commitm
 func WrapKey(k *Key, recipients ...age.Recipient) ([]byte, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("wrap key: no recipients")
+	}
+	for _, r := range recipients {
+		if r == nil {
+			return nil, errors.New("wrap key: nil recipient")
+		}
 	}
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, recipients...)
@@ -120,11 +145,16 @@ func WrapKey(k *Key, recipients ...age.Recipient) ([]byte, error) {
 
 // UnwrapKey decrypts a wrapped key with id and accepts it only if it matches
 // commitment in context: anyone can write an age file to a public key, so
-// the signed commitment is what makes a wrapped key genuine.
+// the signed commitment is what makes a wrapped key genuine. A key that does
+// not match gives ErrKeyCommitment; a file not encrypted to id gives
+// ErrNoIdentityMatch.
 func UnwrapKey(wrapped, context []byte, commitment [32]byte, id age.Identity) (*Key, error) {
+	if id == nil {
+		return nil, errors.New("unwrap key: no identity")
+	}
 	r, err := age.Decrypt(bytes.NewReader(wrapped), id)
 	if err != nil {
-		return nil, fmt.Errorf("unwrap key: %v", err)
+		return nil, ageError("unwrap key", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(r, KeySize+1))
 	if err != nil {

@@ -48,7 +48,7 @@ func ParseFingerprint(s string) (Fingerprint, error) {
 	}
 	copy(f[:], b)
 	if f.String() != s {
-		return f, errors.New("malformed org fingerprint: not canonical")
+		return Fingerprint{}, errors.New("malformed org fingerprint: not canonical")
 	}
 	return f, nil
 }
@@ -80,28 +80,45 @@ const (
 	requestIDSize    = 16
 )
 
-// EnrolmentCommitment commits to a device's public keys and the device name
-// it asked for, under its request id.
+// EnrolmentCommitment commits to a device's public keys under its request
+// id.
 func EnrolmentCommitment(requestID []byte, signPub PublicKey, boxRecipient string) [32]byte {
 	return LabeledHash("fristed/v1/enrolment", requestID, signPub[:], []byte(boxRecipient))
 }
 
-// EnrolmentCode formats the code a new device shows.
+// EnrolmentCode formats the code a new device shows. requestID must be 16
+// bytes; ParseEnrolmentCode rejects a code made with any other length.
 func EnrolmentCode(requestID []byte, commitment [32]byte) string {
 	raw := append(append([]byte(nil), requestID...), commitment[:enrolCommitBytes]...)
 	return enrolCodePrefix + groupCode(idEncodingUpper.EncodeToString(raw), 5)
 }
 
 // ParseEnrolmentCode returns the request id and the commitment prefix in a
-// code. Dashes, spaces and case are ignored.
+// code. Dashes, spaces and ASCII case are ignored; anything else that is not
+// the canonical encoding of the bytes is rejected.
 func ParseEnrolmentCode(code string) (requestID []byte, commitPrefix []byte, err error) {
-	c := strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(strings.TrimSpace(code)))
-	if !strings.HasPrefix(c, enrolCodePrefix) {
-		return nil, nil, errors.New("malformed enrolment code")
+	malformed := errors.New("malformed enrolment code")
+	c := strings.NewReplacer("-", "", " ", "").Replace(strings.TrimSpace(code))
+	for i := 0; i < len(c); i++ {
+		// Only ASCII: strings.ToUpper would turn some other runes (U+017F,
+		// U+0131) into base32 letters.
+		if c[i] >= 0x80 {
+			return nil, nil, malformed
+		}
 	}
-	raw, err := idEncodingUpper.DecodeString(c[len(enrolCodePrefix):])
+	c = strings.ToUpper(c)
+	if !strings.HasPrefix(c, enrolCodePrefix) {
+		return nil, nil, malformed
+	}
+	c = c[len(enrolCodePrefix):]
+	raw, err := idEncodingUpper.DecodeString(c)
 	if err != nil || len(raw) != requestIDSize+enrolCommitBytes {
-		return nil, nil, errors.New("malformed enrolment code")
+		return nil, nil, malformed
+	}
+	// base32 ignores the unused low bits of the last character; two codes
+	// must not name the same request.
+	if idEncodingUpper.EncodeToString(raw) != c {
+		return nil, nil, malformed
 	}
 	return raw[:requestIDSize], raw[requestIDSize:], nil
 }

@@ -51,6 +51,9 @@ func PadCard(card []byte) ([]byte, error) {
 // SealEnvelope builds both layers: inner to the police recipient, outer to
 // the release recipient.
 func SealEnvelope(card []byte, police age.Recipient, release BoxRecipient) (inner, outer []byte, err error) {
+	if police == nil {
+		return nil, nil, errors.New("seal inner layer: no police recipient")
+	}
 	padded, err := PadCard(card)
 	if err != nil {
 		return nil, nil, err
@@ -71,12 +74,10 @@ func SealOuter(inner []byte, release BoxRecipient) ([]byte, error) {
 	if release.IsZero() {
 		return nil, errors.New("seal outer layer: no release recipient")
 	}
-	if len(inner)+4 > OuterPlainSize {
-		return nil, ErrCardTooLarge
+	plain, err := outerPlain(inner)
+	if err != nil {
+		return nil, err
 	}
-	plain := make([]byte, OuterPlainSize)
-	binary.BigEndian.PutUint32(plain, uint32(len(inner)))
-	copy(plain[4:], inner)
 	outer, err := ageEncrypt(plain, release.Recipient())
 	if err != nil {
 		return nil, fmt.Errorf("seal outer layer: %w", err)
@@ -84,16 +85,24 @@ func SealOuter(inner []byte, release BoxRecipient) ([]byte, error) {
 	return outer, nil
 }
 
-// OpenOuter strips the outer layer with the release identity.
-func OpenOuter(outer []byte, release *BoxIdentity) ([]byte, error) {
-	r, err := age.Decrypt(bytes.NewReader(outer), release.Identity())
-	if err != nil {
-		return nil, fmt.Errorf("open outer layer: %v", err)
+// outerPlain is the outer layer's plaintext: the inner layer's length (4
+// bytes, big-endian), the inner layer, zeros up to OuterPlainSize.
+func outerPlain(inner []byte) ([]byte, error) {
+	if len(inner) == 0 {
+		return nil, errors.New("seal outer layer: empty inner layer")
 	}
-	plain, err := io.ReadAll(io.LimitReader(r, OuterPlainSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("open outer layer: %v", err)
+	if len(inner)+4 > OuterPlainSize {
+		return nil, ErrCardTooLarge
 	}
+	plain := make([]byte, OuterPlainSize)
+	binary.BigEndian.PutUint32(plain, uint32(len(inner)))
+	copy(plain[4:], inner)
+	return plain, nil
+}
+
+// parseOuterPlain is the inverse of outerPlain; it accepts only what
+// outerPlain produces.
+func parseOuterPlain(plain []byte) ([]byte, error) {
 	if len(plain) != OuterPlainSize {
 		return nil, ErrEnvelopeMalformed
 	}
@@ -107,6 +116,24 @@ func OpenOuter(outer []byte, release *BoxIdentity) ([]byte, error) {
 		}
 	}
 	return plain[4 : 4+n], nil
+}
+
+// OpenOuter strips the outer layer with the release identity. An outer
+// layer not encrypted to release gives ErrNoIdentityMatch, one whose
+// plaintext is not as SealOuter makes it ErrEnvelopeMalformed.
+func OpenOuter(outer []byte, release *BoxIdentity) ([]byte, error) {
+	if release == nil {
+		return nil, errors.New("open outer layer: no release identity")
+	}
+	r, err := age.Decrypt(bytes.NewReader(outer), release.Identity())
+	if err != nil {
+		return nil, ageError("open outer layer", err)
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, OuterPlainSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("open outer layer: %v", err)
+	}
+	return parseOuterPlain(plain)
 }
 
 // InnerCommitment is the hash of an inner layer that the coordinator's
@@ -125,11 +152,15 @@ func CheckInner(inner []byte, commitment [32]byte) error {
 }
 
 // OpenInner decrypts an inner layer with a police identity and strips the
-// padding. The police normally use the stock age tool instead.
+// padding: every trailing newline, so a card that ended in newlines comes
+// back without them. The police normally use the stock age tool instead.
 func OpenInner(inner []byte, police age.Identity) ([]byte, error) {
+	if police == nil {
+		return nil, errors.New("open inner layer: no police identity")
+	}
 	r, err := age.Decrypt(bytes.NewReader(inner), police)
 	if err != nil {
-		return nil, fmt.Errorf("open inner layer: %v", err)
+		return nil, ageError("open inner layer", err)
 	}
 	padded, err := io.ReadAll(io.LimitReader(r, CardSize+1))
 	if err != nil {

@@ -61,11 +61,15 @@ var (
 	ErrWrongPassphrase = errors.New("wrong passphrase (or not a Fristed key file)")
 	ErrKeyFileVersion  = errors.New("key file has an unknown version (newer version?)")
 	ErrKeyFileFormat   = errors.New("malformed key file")
+	ErrKeyFileKind     = errors.New("key file holds another kind of key")
 )
 
-// MarshalPlain returns the key file's plaintext. Callers must encrypt it;
+// marshalPlain returns the key file's plaintext. Callers must encrypt it;
 // EncryptKeyFile does.
 func (kf *KeyFile) marshalPlain() ([]byte, error) {
+	if kf.Kind < KindDevice || kf.Kind > KindRelay {
+		return nil, fmt.Errorf("key file: unknown kind %s", kf.Kind)
+	}
 	if kf.Sign == nil {
 		return nil, errors.New("key file: no signing key")
 	}
@@ -135,7 +139,7 @@ func parseKeyFilePlain(p []byte) (*KeyFile, error) {
 	p = p[n:]
 	m := binary.BigEndian.Uint32(p)
 	p = p[4:]
-	if m > maxMetaSize || uint32(len(p)) != m {
+	if m > maxMetaSize || uint64(len(p)) != uint64(m) {
 		return nil, ErrKeyFileFormat
 	}
 	if m > 0 {
@@ -145,11 +149,17 @@ func parseKeyFilePlain(p []byte) (*KeyFile, error) {
 }
 
 // EncryptKeyFile encrypts kf to an age scrypt recipient for passphrase.
-// workFactor is scrypt's log2 N; 0 means DefaultWorkFactor. Tests pass a low
-// one; age records it in the file, so reading needs no flag.
+// workFactor is scrypt's log2 N, at most 22 (the most DecryptKeyFile
+// accepts); 0 means DefaultWorkFactor. Tests pass a low one; age records it
+// in the file, so reading needs no flag.
 func EncryptKeyFile(kf *KeyFile, passphrase []byte, workFactor int) ([]byte, error) {
 	if len(passphrase) == 0 {
 		return nil, errors.New("key file: empty passphrase")
+	}
+	if workFactor < 0 || workFactor > maxWorkFactor {
+		// age panics below 1 and above 30, and a file above maxWorkFactor
+		// could never be opened again.
+		return nil, fmt.Errorf("key file: work factor %d out of range 1..%d", workFactor, maxWorkFactor)
 	}
 	plain, err := kf.marshalPlain()
 	if err != nil {
@@ -178,7 +188,8 @@ func EncryptKeyFile(kf *KeyFile, passphrase []byte, workFactor int) ([]byte, err
 	return out.Bytes(), nil
 }
 
-// DecryptKeyFile opens a key file with passphrase and checks its kind.
+// DecryptKeyFile opens a key file with passphrase and checks its kind: a
+// file of another kind gives ErrKeyFileKind.
 func DecryptKeyFile(data, passphrase []byte, want KeyKind) (*KeyFile, error) {
 	id, err := age.NewScryptIdentity(string(passphrase))
 	if err != nil {
@@ -203,7 +214,7 @@ func DecryptKeyFile(data, passphrase []byte, want KeyKind) (*KeyFile, error) {
 		return nil, err
 	}
 	if kf.Kind != want {
-		return nil, fmt.Errorf("key file holds a %s key, want %s", kf.Kind, want)
+		return nil, fmt.Errorf("%w: %s, want %s", ErrKeyFileKind, kf.Kind, want)
 	}
 	return kf, nil
 }

@@ -54,7 +54,8 @@ func (p PublicKey) String() string {
 	return publicKeyPrefix + base64.RawURLEncoding.EncodeToString(p[:])
 }
 
-// ParsePublicKey parses the form printed by PublicKey.String.
+// ParsePublicKey parses the form printed by PublicKey.String. It rejects
+// non-canonical base64 and keys of small order.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var p PublicKey
 	if !strings.HasPrefix(s, publicKeyPrefix) {
@@ -65,21 +66,73 @@ func ParsePublicKey(s string) (PublicKey, error) {
 		return p, errors.New("malformed public key")
 	}
 	copy(p[:], b)
+	if p.String() != s {
+		// The decoder skips newlines: one key, one spelling.
+		return PublicKey{}, errors.New("malformed public key: not canonical")
+	}
+	if p.isSmallOrder() {
+		return PublicKey{}, errors.New("malformed public key: small order")
+	}
 	return p, nil
+}
+
+// smallOrderKeys lists, with the sign bit cleared, every encoding that
+// crypto/ed25519 decodes to a point of order 1, 2, 4 or 8: y = 1, y = p-1,
+// y = 0, the two order-8 values of y, and the non-canonical y = p and
+// y = p+1 (the same list libsodium rejects). Under such a key a signature
+// with s = 0 verifies for a fixed fraction of all messages (1/4 for the
+// zero key), so anyone can sign as it; no Fristed key is one of them.
+var smallOrderKeys = [...]PublicKey{
+	{0x01}, // identity (y = 1)
+	{},     // order 4 (y = 0), the zero key
+	{ // order 8
+		0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+		0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+	},
+	{ // order 8
+		0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+		0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+	},
+	{ // order 2 (y = p-1)
+		0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+	},
+	{ // order 4, non-canonical (y = p)
+		0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+	},
+	{ // identity, non-canonical (y = p+1)
+		0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+	},
+}
+
+// isSmallOrder reports whether p encodes a point of small order, whatever
+// its sign bit. Public keys are public, so this need not be constant time.
+func (p PublicKey) isSmallOrder() bool {
+	p[31] &= 0x7f
+	for _, s := range smallOrderKeys {
+		if p == s {
+			return true
+		}
+	}
+	return false
 }
 
 // Equal compares two public keys in constant time.
 func (p PublicKey) Equal(q PublicKey) bool { return subtle.ConstantTimeCompare(p[:], q[:]) == 1 }
 
-// IsZero reports whether p is the zero key (never a valid key).
+// IsZero reports whether p is the zero key (never a valid key: Verify and
+// ParsePublicKey reject it, with every other key of small order).
 func (p PublicKey) IsZero() bool { return p == PublicKey{} }
 
-// Verify checks sig over msg under label.
+// Verify checks sig over msg under label. A key of small order (the zero
+// key among them) verifies nothing, since anyone can sign as it.
 func (p PublicKey) Verify(label Label, msg, sig []byte) error {
 	if !labels[label] {
 		return ErrUnknownLabel
 	}
-	if len(sig) != SignatureSize {
+	if len(sig) != SignatureSize || p.isSmallOrder() {
 		return ErrBadSignature
 	}
 	opts := &ed25519.Options{Context: string(label)}
