@@ -27,8 +27,6 @@ type Batch struct {
 	CreatedMS uint64 // author's clock when sealing
 	Deltas    []SealedDelta
 	Sig       []byte
-
-	body []byte // signed bytes, cached by Marshal/Unmarshal
 }
 
 // Batch errors.
@@ -80,7 +78,7 @@ func (b *Batch) Sign(k *fcrypto.SigningKey) error {
 	if err != nil {
 		return fmt.Errorf("sign batch: %w", err)
 	}
-	b.body, b.Sig = body, sig
+	b.Sig = sig
 	return nil
 }
 
@@ -97,14 +95,12 @@ func (b *Batch) Verify(author fcrypto.PublicKey) error {
 }
 
 // Hash is the batch's identity: the hash of its signed body, which covers
-// every delta's ciphertext hash.
+// every delta's ciphertext hash. It is computed from the fields as they are
+// now (never cached), so it always names what Verify checks.
 func (b *Batch) Hash() (Hash, error) {
-	body := b.body
-	if body == nil {
-		var err error
-		if body, err = b.signedBody(); err != nil {
-			return Hash{}, err
-		}
+	body, err := b.signedBody()
+	if err != nil {
+		return Hash{}, err
 	}
 	return Hash(sha256.Sum256(body)), nil
 }
@@ -149,6 +145,10 @@ func UnmarshalBatch(raw []byte) (*Batch, error) {
 	if d.err == nil && (n == 0 || n > MaxDeltasPerBatch || b.Counter == 0) {
 		d.fail(ErrMalformed)
 	}
+	if d.err != nil {
+		// n comes from the wire: allocate for it only once it is in bounds.
+		n = 0
+	}
 	hashes := make([][32]byte, 0, n)
 	seen := make(map[DeltaID]bool, n)
 	for i := uint32(0); d.err == nil && i < n; i++ {
@@ -162,9 +162,6 @@ func UnmarshalBatch(raw []byte) (*Batch, error) {
 		seen[sd.ID] = true
 		b.Deltas = append(b.Deltas, sd)
 		hashes = append(hashes, h)
-	}
-	if d.err == nil {
-		b.body = append([]byte(nil), raw[:len(raw)-len(d.b)]...)
 	}
 	b.Sig = append([]byte(nil), d.take(fcrypto.SignatureSize)...)
 	for i := range b.Deltas {
@@ -188,7 +185,7 @@ func UnmarshalBatch(raw []byte) (*Batch, error) {
 func SealBatch(hdr Batch, key *fcrypto.Key, signer *fcrypto.SigningKey, deltas []*Delta) (*Batch, error) {
 	b := hdr
 	b.Deltas = make([]SealedDelta, 0, len(deltas))
-	b.Sig, b.body = nil, nil
+	b.Sig = nil
 	for _, dl := range deltas {
 		if dl.Tenant != b.Tenant || dl.Stream != b.Stream || dl.Epoch != b.Epoch || dl.Author != b.Author {
 			return nil, fmt.Errorf("seal batch: %w", ErrBatchMismatch)

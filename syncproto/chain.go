@@ -107,7 +107,7 @@ func (s *StreamInfo) Current() *EpochInfo {
 	return &s.Epochs[len(s.Epochs)-1]
 }
 
-// EpochInfo returns epoch e, or nil.
+// Epoch returns epoch e, or nil.
 func (s *StreamInfo) Epoch(e Epoch) *EpochInfo {
 	for i := range s.Epochs {
 		if s.Epochs[i].Epoch == e {
@@ -193,7 +193,16 @@ func (st *State) CanRead(d DeviceID, s StreamID) bool {
 // under epoch e, written when the author's chain head was at writtenAt,
 // may be accepted. A superseded epoch is accepted only from an unrevoked
 // device that was in that epoch and wrote before the statement that removed
-// it from the stream, so its last edits are not lost.
+// it from the stream, so its last edits are not lost; and only while the
+// exception cannot leak an edit:
+//   - e was still the newest epoch at writtenAt (a device that had seen a
+//     newer epoch of its own must seal under it), and
+//   - no device that holds e's key has been revoked: a revocation
+//     promises that nothing written after it is readable with the revoked
+//     device's keys, and this edit is written now.
+//
+// writtenAt is the batch's ChainHead.Pos; the caller checks that the head
+// is in its chain (Chain.CheckHead).
 func (st *State) CheckBatch(d DeviceID, s StreamID, e Epoch, writtenAt ChainPos) error {
 	dev := st.Devices[d]
 	if dev == nil {
@@ -226,10 +235,29 @@ func (st *State) CheckBatch(d DeviceID, s StreamID, e Epoch, writtenAt ChainPos)
 	if !old.Has(d) {
 		return ErrNotAssigned
 	}
-	if removed, ok := str.RemovedAt[d]; ok && !cur.Has(d) && writtenAt < removed {
-		return nil
+	removed, ok := str.RemovedAt[d]
+	if !ok || cur.Has(d) || writtenAt >= removed {
+		return ErrEpochSuperseded
 	}
-	return ErrEpochSuperseded
+	if next := str.epochAfter(e); next != nil && writtenAt >= next.Pos {
+		return ErrEpochSuperseded
+	}
+	for _, x := range old.Devices {
+		if !st.Devices[x].Active() {
+			return ErrEpochSuperseded
+		}
+	}
+	return nil
+}
+
+// epochAfter returns the epoch that followed e, or nil.
+func (s *StreamInfo) epochAfter(e Epoch) *EpochInfo {
+	for i := range s.Epochs {
+		if s.Epochs[i].Epoch > e {
+			return &s.Epochs[i]
+		}
+	}
+	return nil
 }
 
 // Chain verifies a tenant's admin chain statement by statement and keeps
@@ -240,14 +268,15 @@ type Chain struct {
 	hashes []Hash
 	void   []bool
 	// voidFrom maps a device to the position after which its statements
-	// are void (a revocation's compromised-since point).
-	voidFrom map[DeviceID]ChainPos
+	// are void (a revocation's compromised-since point), for as long as
+	// that revocation itself stands.
+	voidFrom map[DeviceID]voidPoint
 	state    *State
 }
 
 // NewChain returns an empty chain pinned to an org fingerprint.
 func NewChain(org fcrypto.Fingerprint) *Chain {
-	return &Chain{org: org, state: newState(), voidFrom: map[DeviceID]ChainPos{}}
+	return &Chain{org: org, state: newState(), voidFrom: map[DeviceID]voidPoint{}}
 }
 
 // Len returns the number of statements.
@@ -357,7 +386,7 @@ func (c *Chain) AppendStatement(s *Statement) error {
 	c.hashes = append(c.hashes, HashStatement(raw))
 	c.void = append(c.void, false)
 	if r, ok := s.Body.(*DeviceRevoked); ok && r.HasCompromisedSince {
-		c.voidFrom[r.Device] = r.CompromisedSince
+		c.voidFrom[r.Device] = voidPoint{from: r.CompromisedSince, by: pos}
 		c.rebuild()
 	}
 	return nil
@@ -417,6 +446,9 @@ func authorise(st *State, s *Statement) error {
 		return deny()
 	}
 	dev := st.Devices[s.SignerDevice]
+	if dev == nil {
+		return fmt.Errorf("%w: %s", ErrUnknownSigner, s.SignerDevice)
+	}
 	switch t {
 	case StDeletionReceipt:
 		if s.Body.(*DeletionReceipt).Device != s.SignerDevice {
@@ -443,6 +475,17 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
+// checkKeyUnused refuses a signing key that another device (revoked or
+// not) already has: revoking one id must stop the key everywhere.
+func checkKeyUnused(st *State, pub fcrypto.PublicKey) error {
+	for _, d := range st.Devices {
+		if d.SignPub.Equal(pub) {
+			return invalid("signing key already belongs to device %s", d.ID)
+		}
+	}
+	return nil
+}
+
 func checkBox(box string) error {
 	if _, err := fcrypto.ParseBoxRecipient(box); err != nil {
 		return invalid("device age recipient: %v", err)
@@ -466,6 +509,9 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		if err := checkBox(b.Box); err != nil {
 			return err
 		}
+		if err := checkKeyUnused(st, b.SignPub); err != nil {
+			return err
+		}
 		st.Devices[b.Device] = &DeviceInfo{ID: b.Device, Role: RoleCoordinator, SignPub: b.SignPub, Box: b.Box, EnrolledAt: pos}
 	case *DeviceEnrolled:
 		if _, ok := st.Devices[b.Device]; ok || b.Device.IsZero() || b.SignPub.IsZero() {
@@ -475,6 +521,9 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 			return invalid("unknown worker %s", b.Worker)
 		}
 		if err := checkBox(b.Box); err != nil {
+			return err
+		}
+		if err := checkKeyUnused(st, b.SignPub); err != nil {
 			return err
 		}
 		st.Devices[b.Device] = &DeviceInfo{ID: b.Device, Role: RoleWorker, Worker: b.Worker, SignPub: b.SignPub, Box: b.Box, EnrolledAt: pos}
@@ -643,17 +692,41 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 	return nil
 }
 
+// voidPoint is a compromised-since revocation: the device's statements
+// after from are void; by is the revocation's position.
+type voidPoint struct{ from, by ChainPos }
+
 // rebuild recomputes the state from genesis after a compromised-since
 // revocation: statements signed by a compromised device after its point
 // are void, and so is any later statement that only made sense because of
-// them (it no longer verifies against the rebuilt state).
+// them (it no longer verifies against the rebuilt state). A revocation
+// that is itself voided (a compromised coordinator "revoking" an honest
+// worker device as compromised) voids nothing: its point is dropped and
+// the state rebuilt again. Points are only ever dropped, so this ends.
 func (c *Chain) rebuild() {
+	for {
+		c.replay()
+		dropped := false
+		for dev, vp := range c.voidFrom {
+			if c.void[vp.by] {
+				delete(c.voidFrom, dev)
+				dropped = true
+			}
+		}
+		if !dropped {
+			return
+		}
+	}
+}
+
+// replay recomputes the state and the void marks under c.voidFrom.
+func (c *Chain) replay() {
 	st := newState()
 	for i, s := range c.stmts {
 		pos := ChainPos(i)
 		c.void[i] = false
 		if s.Signer == SignerDevice {
-			if from, ok := c.voidFrom[s.SignerDevice]; ok && pos > from {
+			if vp, ok := c.voidFrom[s.SignerDevice]; ok && pos > vp.from {
 				c.void[i] = true
 				continue
 			}

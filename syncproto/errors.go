@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	fcrypto "github.com/fristed/fristed/crypto"
 )
 
 // Code is an error code that travels on the wire, in a JSON error body
@@ -104,7 +106,9 @@ func Errorf(c Code, format string, args ...any) *Error {
 }
 
 // CodeOf returns the wire code for err: the code of an *Error in its chain,
-// or the code for a known sentinel of this package, else CodeInternal.
+// or the code for a known sentinel of this package (or a signature failure
+// from crypto), else CodeInternal. ErrFork and ErrRollback are found by
+// clients about the relay and have no code of their own.
 func CodeOf(err error) Code {
 	var e *Error
 	if errors.As(err, &e) {
@@ -119,8 +123,11 @@ func CodeOf(err error) Code {
 	case errors.Is(err, ErrTooLarge):
 		return CodeTooLarge
 	case errors.Is(err, ErrTruncated), errors.Is(err, ErrTrailing), errors.Is(err, ErrMalformed),
-		errors.Is(err, ErrType), errors.Is(err, ErrBatchHash), errors.Is(err, ErrDuplicateDelta):
+		errors.Is(err, ErrType), errors.Is(err, ErrBatchHash), errors.Is(err, ErrDuplicateDelta),
+		errors.Is(err, ErrBatchMismatch):
 		return CodeBadRequest
+	case errors.Is(err, fcrypto.ErrBadSignature):
+		return CodeBadSignature
 	case errors.Is(err, ErrDeviceRevoked), errors.Is(err, ErrRevokedSigner):
 		return CodeDeviceRevoked
 	case errors.Is(err, ErrNotAssigned):

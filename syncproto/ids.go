@@ -26,19 +26,22 @@ func newRawID() rawID {
 
 func (id rawID) format(prefix string) string { return prefix + idEncoding.EncodeToString(id[:]) }
 
+// parseRawID parses prefix followed by the id's canonical base32. Errors
+// wrap ErrMalformed, so a bad id in a request maps to CodeBadRequest.
 func parseRawID(prefix, s string) (rawID, error) {
 	var id rawID
 	if !strings.HasPrefix(s, prefix) {
-		return id, fmt.Errorf("malformed id %q: want prefix %q", s, prefix)
+		return id, fmt.Errorf("parse id %q: want prefix %q: %w", s, prefix, ErrMalformed)
 	}
 	b, err := idEncoding.DecodeString(s[len(prefix):])
 	if err != nil || len(b) != len(id) {
-		return id, fmt.Errorf("malformed id %q", s)
+		return id, fmt.Errorf("parse id %q: %w", s, ErrMalformed)
 	}
 	copy(id[:], b)
-	// Reject non-canonical trailing bits so one id has exactly one spelling.
+	// Reject non-canonical trailing bits (and the newlines base32 skips)
+	// so one id has exactly one spelling.
 	if id.format(prefix) != s {
-		return id, fmt.Errorf("malformed id %q: not canonical", s)
+		return id, fmt.Errorf("parse id %q: not canonical: %w", s, ErrMalformed)
 	}
 	return id, nil
 }
@@ -162,15 +165,15 @@ func (h Hash) IsZero() bool   { return h == Hash{} }
 func ParseHash(s string) (Hash, error) {
 	var h Hash
 	if !strings.HasPrefix(s, "h_") {
-		return h, fmt.Errorf("malformed hash %q", s)
+		return h, fmt.Errorf("parse hash %q: %w", s, ErrMalformed)
 	}
 	b, err := idEncoding.DecodeString(s[2:])
 	if err != nil || len(b) != len(h) {
-		return h, fmt.Errorf("malformed hash %q", s)
+		return h, fmt.Errorf("parse hash %q: %w", s, ErrMalformed)
 	}
 	copy(h[:], b)
 	if h.String() != s {
-		return h, fmt.Errorf("malformed hash %q: not canonical", s)
+		return h, fmt.Errorf("parse hash %q: not canonical: %w", s, ErrMalformed)
 	}
 	return h, nil
 }

@@ -173,10 +173,26 @@ func (r *Enrolment) Commitment() [32]byte {
 // Code is the enrolment code the device shows its user.
 func (r *Enrolment) Code() string { return fcrypto.EnrolmentCode(r.Request[:], r.Commitment()) }
 
+// maxEnrolSealed bounds an enrolment's sealed part (an age file holding a
+// device name).
+const maxEnrolSealed = 64 << 10
+
+// check refuses what UnmarshalEnrolment would refuse, so a request is never
+// signed in a form that cannot be decoded (or whose length prefix wrapped).
+func (r *Enrolment) check() error {
+	if len(r.Box) > MaxStringLen || len(r.Sealed) > maxEnrolSealed {
+		return ErrTooLarge
+	}
+	return nil
+}
+
 // Sign self-signs the request.
 func (r *Enrolment) Sign(k *fcrypto.SigningKey) error {
 	if !k.Public().Equal(r.SignPub) {
 		return fmt.Errorf("sign enrolment: key is not the request's key")
+	}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("sign enrolment: %w", err)
 	}
 	sig, err := k.Sign(fcrypto.LabelEnrol, r.signedBody())
 	if err != nil {
@@ -188,6 +204,9 @@ func (r *Enrolment) Sign(k *fcrypto.SigningKey) error {
 
 // Verify checks the self-signature.
 func (r *Enrolment) Verify() error {
+	if err := r.check(); err != nil {
+		return fmt.Errorf("verify enrolment: %w", err)
+	}
 	if err := r.SignPub.Verify(fcrypto.LabelEnrol, r.signedBody(), r.Sig); err != nil {
 		return fmt.Errorf("verify enrolment: %w", err)
 	}
@@ -211,7 +230,7 @@ func UnmarshalEnrolment(b []byte) (*Enrolment, error) {
 	d.fixed(r.SignPub[:])
 	r.Box = d.str()
 	r.CreatedMS = d.u64()
-	r.Sealed = d.blob(64 << 10)
+	r.Sealed = d.blob(maxEnrolSealed)
 	r.Sig = append([]byte(nil), d.take(fcrypto.SignatureSize)...)
 	if err := d.finish("enrolment"); err != nil {
 		return nil, err
@@ -222,7 +241,8 @@ func UnmarshalEnrolment(b []byte) (*Enrolment, error) {
 // WrappedKey carries one epoch key wrapped (age) to one device. Its
 // genuineness comes from the commitment in the coordinator-signed "epoch
 // started" statement, not from the wrapper. One copy per device lets the
-// relay destroy each copy as soon as its device acknowledges it.
+// relay destroy each copy as soon as its device acknowledges it. Wrapped
+// is at most maxWrapped bytes; UnmarshalWrappedKey refuses more.
 type WrappedKey struct {
 	Tenant  TenantID
 	Stream  StreamID
@@ -230,6 +250,10 @@ type WrappedKey struct {
 	Device  DeviceID
 	Wrapped []byte
 }
+
+// maxWrapped bounds a wrapped key's age file (about 1.5 KB for one hybrid
+// recipient).
+const maxWrapped = 1 << 20
 
 // Marshal returns the canonical encoding.
 func (w *WrappedKey) Marshal() []byte {
@@ -252,7 +276,7 @@ func UnmarshalWrappedKey(b []byte) (*WrappedKey, error) {
 	d.fixed(w.Stream[:])
 	w.Epoch = Epoch(d.u32())
 	d.fixed(w.Device[:])
-	w.Wrapped = d.blob(1 << 20)
+	w.Wrapped = d.blob(maxWrapped)
 	if err := d.finish("wrapped key"); err != nil {
 		return nil, err
 	}
@@ -287,8 +311,14 @@ func (s *Snapshot) signedBody() []byte {
 	return e.b
 }
 
+// maxSnapshotContent bounds a snapshot's sealed content.
+const maxSnapshotContent = MaxBlobLen * 4
+
 // Sign signs the snapshot under LabelSnapshot.
 func (s *Snapshot) Sign(k *fcrypto.SigningKey) error {
+	if len(s.Content) > maxSnapshotContent {
+		return fmt.Errorf("sign snapshot: %w", ErrTooLarge)
+	}
 	sig, err := k.Sign(fcrypto.LabelSnapshot, s.signedBody())
 	if err != nil {
 		return fmt.Errorf("sign snapshot: %w", err)
@@ -337,7 +367,7 @@ func UnmarshalSnapshot(b []byte) (*Snapshot, error) {
 	d.fixed(s.Author[:])
 	s.Seq = Seq(d.u64())
 	s.CreatedMS = d.u64()
-	s.Content = d.blob(MaxBlobLen * 4)
+	s.Content = d.blob(maxSnapshotContent)
 	s.Sig = append([]byte(nil), d.take(fcrypto.SignatureSize)...)
 	if err := d.finish("snapshot"); err != nil {
 		return nil, err

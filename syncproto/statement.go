@@ -480,6 +480,7 @@ func (s *Statement) signedBody() ([]byte, error) {
 	e.raw(s.SignerDevice[:])
 	e.u64(s.TimeMS)
 	e.u8(byte(s.Body.Type()))
+	start := len(e.b)
 	s.Body.encode(e)
 	if es, ok := s.Body.(*EpochStarted); ok && !sortedDevices(es.Devices) {
 		return nil, fmt.Errorf("encode statement: epoch devices not sorted: %w", ErrMalformed)
@@ -489,7 +490,29 @@ func (s *Statement) signedBody() ([]byte, error) {
 			return nil, fmt.Errorf("encode statement: %w", ErrMalformed)
 		}
 	}
+	// Never sign what UnmarshalStatement would refuse (an out-of-range
+	// stream kind, a compromised-since point without its flag, more devices
+	// than an epoch may name, a length that does not fit its prefix):
+	// decode the body back and require it to take exactly these bytes.
+	if err := checkBody(s.Body.Type(), e.b[start:]); err != nil {
+		return nil, fmt.Errorf("encode statement: %s body: %w", s.Body.Type(), err)
+	}
 	return e.b, nil
+}
+
+// checkBody decodes an encoded body of type t and reports whether the
+// decoder accepts it whole.
+func checkBody(t StatementType, b []byte) error {
+	body := newBody(t)
+	if body == nil {
+		return ErrMalformed
+	}
+	d := &dec{b: b}
+	body.decode(d)
+	if d.err == nil && len(d.b) != 0 {
+		return ErrTrailing
+	}
+	return d.err
 }
 
 func bodyStrings(b Body) []string {
