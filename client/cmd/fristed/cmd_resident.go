@@ -1,0 +1,150 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fristed/fristed/client"
+)
+
+func init() {
+	register(&command{
+		name:    "resident add",
+		summary: "open a case for a new resident (coordinator)",
+		usage:   "--pseudonym P --arrived YYYY-MM-DD [--unit U]",
+		help: `The pseudonym is the name used in the software. Sealed fields (legal name,
+aliases, secret address) are set afterwards with fristed resident set, e.g.
+secret_address=@- to type the address on stdin, out of shell history.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.String("pseudonym", "", "the name used in the software")
+			fs.String("arrived", "", "arrival date, YYYY-MM-DD")
+			fs.String("unit", "", "unit (bokollektiv or flat group)")
+		},
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			if flagStr(fs, "pseudonym") == "" || flagStr(fs, "arrived") == "" {
+				return usagef("--pseudonym and --arrived are required")
+			}
+			return e.withDevice(func(d *client.Device) error {
+				id, err := d.ResidentAdd(e.ctx, client.ResidentAddParams{Pseudonym: flagStr(fs, "pseudonym"),
+					Arrived: flagStr(fs, "arrived"), Unit: flagStr(fs, "unit")})
+				if err != nil {
+					return err
+				}
+				e.last(id.String())
+				return nil
+			})
+		},
+	})
+	register(&command{
+		name:    "resident set",
+		summary: "set fields of a resident's case",
+		usage:   "RESIDENT FIELD=VALUE...",
+		help: `RESIDENT is the resident id or pseudonym. FIELD=@- reads the value from
+stdin, so secrets never reach shell history or the process list.
+Fields: see docs/CASE-MODEL.md (e.g. legal_name, secret_address, address_code=6|7|none).`,
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) < 2 {
+				return usagef("want RESIDENT and at least one FIELD=VALUE")
+			}
+			fields, err := e.parseFields(args[1:])
+			if err != nil {
+				return err
+			}
+			return e.withDevice(func(d *client.Device) error {
+				if err := d.ResidentSet(args[0], fields); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stderr, "saved")
+				return nil
+			})
+		},
+	})
+	register(&command{
+		name:    "resident show",
+		summary: "show a resident's case",
+		usage:   "RESIDENT [--reveal] [--json]",
+		help:    `Sealed fields are masked unless --reveal; every reveal is recorded in the audit log.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.Bool("reveal", false, "show sealed fields (recorded in the audit log)")
+			fs.Bool("json", false, "print JSON")
+		},
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) != 1 {
+				return usagef("want exactly one RESIDENT")
+			}
+			return e.withDevice(func(d *client.Device) error {
+				v, err := d.ResidentShow(args[0], flagBool(fs, "reveal"))
+				if err != nil {
+					return err
+				}
+				if flagBool(fs, "json") {
+					return json.NewEncoder(e.stdout).Encode(v)
+				}
+				return client.RenderResident(e.stdout, v)
+			})
+		},
+	})
+	register(&command{
+		name:    "resident list",
+		summary: "list the residents on this laptop",
+		usage:   "[--json]",
+		flags:   func(fs *flag.FlagSet) { fs.Bool("json", false, "print JSON") },
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			return e.withDevice(func(d *client.Device) error {
+				rs, err := d.ResidentList()
+				if err != nil {
+					return err
+				}
+				if flagBool(fs, "json") {
+					return json.NewEncoder(e.stdout).Encode(rs)
+				}
+				for _, r := range rs {
+					fmt.Fprintf(e.stdout, "%s  %-20s %-10s arrived %s\n", r.ID, r.Pseudonym, r.Unit, r.Arrived)
+				}
+				return nil
+			})
+		},
+	})
+}
+
+// parseFields turns FIELD=VALUE arguments into a map; one value may be
+// "@-", read from stdin.
+func (e *env) parseFields(args []string) (map[string]string, error) {
+	fields := map[string]string{}
+	usedStdin := false
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, usagef("%q is not FIELD=VALUE", a)
+		}
+		if _, dup := fields[k]; dup {
+			return nil, usagef("field %s given twice", k)
+		}
+		if v == "@-" {
+			if usedStdin {
+				return nil, usagef("only one field can be read from stdin")
+			}
+			usedStdin = true
+			b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+			if err != nil {
+				return nil, fmt.Errorf("read %s from stdin: %w", k, err)
+			}
+			v = strings.TrimRight(string(b), "\r\n")
+			if v == "" {
+				return nil, errors.New("read " + k + " from stdin: empty value")
+			}
+		}
+		fields[k] = v
+	}
+	return fields, nil
+}

@@ -1,0 +1,21 @@
+// Package client is a Fristed device: an unlocked identity, its encrypted
+// offline replica and the sync engine, with one method per user action. The
+// command-line tool (client/cmd/fristed), the local web UI and the mobile
+// facade are thin layers over it.
+//
+// # Lifecycle
+//
+// A device directory (FRISTED_HOME) holds two files that matter:
+// identity.age (the device's keys and configuration, age-encrypted with a
+// scrypt passphrase) and the vault (replica.age and journal, see
+// client/vault). Open unlocks both with the passphrase; every edit is
+// appended to the journal and fsynced before the call returns; Close folds
+// the journal into a new snapshot. Nothing is written in plaintext.
+//
+// # Sync
+//
+// Edits wait in an outbox inside the replica and are sealed at push time
+// under the newest epoch key the device holds; pulled batches are verified
+// against the admin chain, opened and merged. Admin actions (coordinators)
+// are statements appended to the chain on the relay; they need the relay.
+package client

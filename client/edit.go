@@ -1,0 +1,177 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fristed/fristed/client/replica"
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// canWrite checks that this device holds the resident's stream.
+func (d *Device) residentForEdit(ref string) (syncproto.StreamID, error) {
+	if d.cfg.Role == RolePending {
+		return syncproto.StreamID{}, ErrNotApproved
+	}
+	sid, err := d.resolveResident(ref)
+	if err != nil {
+		return sid, err
+	}
+	if s := d.chain.State().Streams[sid]; s == nil || s.Current() == nil {
+		return sid, fmt.Errorf("%w %s", ErrUnknownRes, ref)
+	}
+	return sid, nil
+}
+
+// ResidentSet sets fields of the resident record.
+func (d *Device) ResidentSet(ref string, fields map[string]string) error {
+	sid, err := d.residentForEdit(ref)
+	if err != nil {
+		return err
+	}
+	ops, err := d.rep.SetOps(sid, replica.KindResident, syncproto.DeltaID{}, fields)
+	if err != nil {
+		return err
+	}
+	_, err = d.commit(sid, ops)
+	return err
+}
+
+// RecordAdd adds a record of kind to a case and returns its id.
+func (d *Device) RecordAdd(ref, kind string, fields map[string]string) (string, error) {
+	sid, err := d.residentForEdit(ref)
+	if err != nil {
+		return "", err
+	}
+	id, ops, err := d.rep.NewRecordOps(sid, kind, fields)
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.commit(sid, ops); err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// RecordSet changes fields of an existing record.
+func (d *Device) RecordSet(ref, kind, id string, fields map[string]string) error {
+	sid, err := d.residentForEdit(ref)
+	if err != nil {
+		return err
+	}
+	rid, err := syncproto.ParseDeltaID(id)
+	if err != nil {
+		return fmt.Errorf("record id: %w", err)
+	}
+	ops, err := d.rep.SetOps(sid, kind, rid, fields)
+	if err != nil {
+		return err
+	}
+	_, err = d.commit(sid, ops)
+	return err
+}
+
+// LogAdd adds a follow-up log entry written by this device now.
+func (d *Device) LogAdd(ref, category string, minutes int, text string) (string, error) {
+	sid, err := d.residentForEdit(ref)
+	if err != nil {
+		return "", err
+	}
+	e := replica.LogEntry{Category: category, Minutes: minutes, Text: text,
+		Author: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)}
+	id, ops, err := d.rep.LogOps(sid, e)
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.commit(sid, ops); err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// ResidentShow returns a resident's case. With reveal, sealed fields are
+// shown and the reveal is recorded in the audit log first.
+func (d *Device) ResidentShow(ref string, reveal bool) (*replica.ResidentView, error) {
+	sid, err := d.resolveResident(ref)
+	if err != nil {
+		return nil, err
+	}
+	if reveal {
+		if err := d.audit("reveal", sid); err != nil {
+			return nil, fmt.Errorf("record the reveal in the audit log: %w", err)
+		}
+	}
+	v, err := d.rep.Resident(sid, reveal)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// ResidentList lists the residents this device holds.
+func (d *Device) ResidentList() ([]replica.ResidentSummary, error) {
+	rs, err := d.rep.Residents()
+	if err != nil {
+		return nil, err
+	}
+	st := d.chain.State()
+	out := make([]replica.ResidentSummary, 0, len(rs))
+	for _, r := range rs {
+		if s := st.Streams[r.ID]; s != nil && !s.Purged && s.Kind == syncproto.StreamResident {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// audit records an access event in the audit stream, as a local edit that
+// syncs to the coordinators like any other.
+func (d *Device) audit(event string, resident syncproto.StreamID) error {
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	if !ok {
+		return errors.New("the org has no audit log yet: sync first")
+	}
+	ops, err := d.rep.AuditOps(as, replica.AuditEvent{Event: event, Resident: resident.String(),
+		Device: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)})
+	if err != nil {
+		return err
+	}
+	_, err = d.commit(as, ops)
+	return err
+}
+
+// RenderResident writes a case as readable text.
+func RenderResident(w io.Writer, v *replica.ResidentView) error {
+	return v.Render(w)
+}
+
+// ChangePassphrase re-encrypts the identity file under a new passphrase.
+func ChangePassphrase(opts Options, newPass []byte) error {
+	path := filepath.Join(opts.Home, identityFile)
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return ErrNoDevice
+	}
+	if err != nil {
+		return fmt.Errorf("read identity: %w", err)
+	}
+	if strings.TrimSpace(string(newPass)) == "" {
+		return errors.New("the new passphrase is empty")
+	}
+	old, err := opts.Passphrase(false)
+	if err != nil {
+		return err
+	}
+	defer clear(old)
+	enc, err := fcrypto.ChangePassphrase(data, old, newPass, fcrypto.KindDevice, opts.WorkFactor)
+	if err != nil {
+		return fmt.Errorf("change passphrase: %w", err)
+	}
+	return writeFileAtomic(path, enc)
+}

@@ -1,0 +1,298 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"filippo.io/age"
+
+	"github.com/fristed/fristed/client/transport"
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// DeviceInitParams are the inputs of DeviceInit.
+type DeviceInitParams struct {
+	RelayURL string
+	Org      fcrypto.Fingerprint
+	Name     string // the device's name, sealed to the coordinators
+}
+
+// DeviceInit makes keys for a new device, posts its enrolment request and
+// returns the device (role pending) and its enrolment code. The code
+// commits to the device's public keys, so a coordinator typing it detects a
+// relay that swapped them.
+func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device, string, error) {
+	if Exists(opts.Home) {
+		return nil, "", ErrDeviceExists
+	}
+	if p.Name == "" {
+		return nil, "", errors.New("device init: --name is required")
+	}
+	c, err := transport.New(p.RelayURL, transport.Options{})
+	if err != nil {
+		return nil, "", err
+	}
+	relayKey, err := c.RelayKey(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	tenant, err := c.LookupOrg(ctx, p.Org)
+	if err != nil {
+		return nil, "", err
+	}
+	c.SetTenant(tenant)
+	info, err := c.EnrolInfo(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	coords, err := coordinatorRecipients(info, p.Org, tenant)
+	if err != nil {
+		return nil, "", fmt.Errorf("device init: %w", err)
+	}
+	keys, err := fcrypto.NewDeviceKeys()
+	if err != nil {
+		return nil, "", err
+	}
+	sealed, err := sealTo([]byte(p.Name), coords)
+	if err != nil {
+		return nil, "", err
+	}
+	req := &syncproto.Enrolment{Tenant: tenant, Request: syncproto.NewRequestID(), SignPub: keys.Sign.Public(),
+		Box: keys.Box.Recipient().String(), CreatedMS: uint64(opts.now().UnixMilli()), Sealed: sealed}
+	if err := req.Sign(keys.Sign); err != nil {
+		return nil, "", err
+	}
+	devID := syncproto.DeviceIDFromKey(keys.Sign.Public())
+	cfg := &Config{Tenant: tenant.String(), Org: p.Org.String(), Device: devID.String(), Name: p.Name,
+		Role: RolePending, RelayURL: c.URL(), RelayPin: c.Pin(), RelayKey: relayKey.String(), RequestID: req.Request.String()}
+	d, err := create(opts, keys, cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := c.PostEnrolment(ctx, req.Marshal()); err != nil {
+		d.Close()
+		return nil, "", err
+	}
+	return d, req.Code(), nil
+}
+
+// coordinatorRecipients verifies the root-signed statements a relay gave a
+// new device against the org fingerprint and returns the recipients of the
+// coordinator devices that are not revoked.
+func coordinatorRecipients(info [][]byte, org fcrypto.Fingerprint, tenant syncproto.TenantID) ([]age.Recipient, error) {
+	if err := checkEnrolInfo(info, org, tenant); err != nil {
+		return nil, err
+	}
+	g, _ := syncproto.UnmarshalStatement(info[0])
+	root := g.Body.(*syncproto.TenantCreated).Root
+	boxes := map[syncproto.DeviceID]string{}
+	for _, raw := range info[1:] {
+		st, err := syncproto.UnmarshalStatement(raw)
+		if err != nil || st.Signer != syncproto.SignerRoot || st.Tenant != tenant {
+			return nil, errors.New("malformed enrolment info")
+		}
+		if err := st.VerifySig(root); err != nil {
+			return nil, err
+		}
+		switch b := st.Body.(type) {
+		case *syncproto.CoordinatorDelegated:
+			boxes[b.Device] = b.Box
+		case *syncproto.DeviceRevoked:
+			delete(boxes, b.Device)
+		}
+	}
+	var out []age.Recipient
+	for _, box := range boxes {
+		r, err := fcrypto.ParseBoxRecipient(box)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.Recipient())
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the org has no coordinator device")
+	}
+	return out, nil
+}
+
+func sealTo(plain []byte, rs []age.Recipient) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rs...)
+	if err != nil {
+		return nil, err
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// checkApproved turns a pending device into a worker device once its
+// enrolment is in the chain.
+func (d *Device) checkApproved(ctx context.Context) error {
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	if _, err := c.Chain(ctx, 0); err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) && (we.Code == syncproto.CodeUnauthorized || we.Code == syncproto.CodeNotFound) {
+			return ErrNotApproved
+		}
+		return err
+	}
+	if err := d.refreshChain(ctx); err != nil {
+		return err
+	}
+	info := d.chain.State().Devices[d.pc.device]
+	if info == nil {
+		return ErrNotApproved
+	}
+	if !info.SignPub.Equal(d.kf.Sign.Public()) || info.Box != d.kf.Box.Recipient().String() {
+		return errors.New("the chain enrolled this device id with other keys: refusing to use it")
+	}
+	d.cfg.Role = RoleWorker
+	if info.Role == syncproto.RoleCoordinator {
+		d.cfg.Role = RoleCoordinator
+	}
+	d.cfg.RequestID = ""
+	return d.updateConfig()
+}
+
+// ApproveParams are the inputs of Approve.
+type ApproveParams struct {
+	Code        string
+	Worker      string    // worker name, for a worker device
+	Coordinator bool      // enrol as a coordinator device (needs Recovery)
+	Recovery    *Recovery // the org root key, for coordinator devices
+	// Confirm, if set, is shown the device name and short code and must
+	// return true to go ahead (a terminal prompt in the CLI).
+	Confirm func(name, shortCode string) bool
+}
+
+// Approve enrols the device behind an enrolment code. It fetches the
+// request from the relay and checks the keys against the code before
+// anything is signed.
+func (d *Device) Approve(ctx context.Context, p ApproveParams) (syncproto.DeviceID, error) {
+	if err := d.requireCoordinator(); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	reqID, _, err := fcrypto.ParseEnrolmentCode(p.Code)
+	if err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	var rid syncproto.RequestID
+	copy(rid[:], reqID)
+	c, err := d.client()
+	if err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	if err := d.refreshChain(ctx); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	var worker syncproto.WorkerID
+	switch {
+	case p.Coordinator && p.Recovery == nil:
+		return syncproto.DeviceID{}, errors.New("approving a coordinator device needs --recovery FILE")
+	case p.Coordinator:
+		if !p.Recovery.Fingerprint().Equal(d.pc.org) {
+			return syncproto.DeviceID{}, errors.New("the recovery file belongs to another org")
+		}
+	default:
+		if worker, err = d.workerByName(p.Worker); err != nil {
+			return syncproto.DeviceID{}, err
+		}
+	}
+	raw, err := c.GetEnrolment(ctx, rid)
+	if err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) && we.Code == syncproto.CodeNotFound {
+			return syncproto.DeviceID{}, errors.New("unknown or already used enrolment code")
+		}
+		return syncproto.DeviceID{}, err
+	}
+	req, err := syncproto.UnmarshalEnrolment(raw)
+	if err != nil {
+		return syncproto.DeviceID{}, fmt.Errorf("enrolment request: %w", err)
+	}
+	if req.Request != rid || req.Tenant != d.pc.tenant {
+		return syncproto.DeviceID{}, fcrypto.ErrEnrolmentMismatch
+	}
+	if err := fcrypto.CheckEnrolment(p.Code, req.SignPub, req.Box); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	if err := req.Verify(); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	name := "(unnamed)"
+	if plain, err := openSealed(req.Sealed, d.kf.Box.Identity()); err == nil {
+		name = string(plain)
+	}
+	if p.Confirm != nil && !p.Confirm(name, fcrypto.ShortCode(req.Commitment())) {
+		return syncproto.DeviceID{}, errors.New("not approved")
+	}
+	devID := syncproto.DeviceIDFromKey(req.SignPub)
+	if d.chain.State().Devices[devID] != nil {
+		return syncproto.DeviceID{}, errors.New("this device is already enrolled")
+	}
+	if p.Coordinator {
+		body := &syncproto.CoordinatorDelegated{Device: devID, SignPub: req.SignPub, Box: req.Box}
+		if _, err := d.postStatement(ctx, body, p.Recovery.root); err != nil {
+			return syncproto.DeviceID{}, err
+		}
+	} else {
+		c := req.Commitment()
+		body := &syncproto.DeviceEnrolled{Device: devID, Worker: worker, SignPub: req.SignPub, Box: req.Box, Commitment: syncproto.Hash(c)}
+		if _, err := d.postStatement(ctx, body, nil); err != nil {
+			return syncproto.DeviceID{}, err
+		}
+	}
+	if err := d.setDirectory(kindDevice, syncproto.DeltaID(devID), map[string]string{"name": name}); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	// The new device joins every stream it should read: new epochs wrapped
+	// to it, with the older keys so it can read the history.
+	if err := d.rekeyAll(ctx); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	_ = c.DeleteEnrolment(ctx, rid)
+	var res SyncResult
+	if err := d.push(ctx, &res); err != nil {
+		return syncproto.DeviceID{}, err
+	}
+	return devID, d.save()
+}
+
+func openSealed(sealed []byte, id age.Identity) ([]byte, error) {
+	r, err := age.Decrypt(bytes.NewReader(sealed), id)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// rekeyAll starts a new epoch on every stream whose key holders differ
+// from who should hold it now.
+func (d *Device) rekeyAll(ctx context.Context) error {
+	for id := range d.chain.State().Streams {
+		if err := d.rekey(ctx, id, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Device) requireCoordinator() error {
+	if d.cfg.Role != RoleCoordinator {
+		return ErrNotCoord
+	}
+	return nil
+}

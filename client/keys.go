@@ -1,0 +1,212 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// ErrNoKey means the device lacks the key for an epoch it needs.
+var ErrNoKey = errors.New("no key for this epoch on this device")
+
+func (d *Device) epochKey(stream syncproto.StreamID, epoch syncproto.Epoch) (*fcrypto.Key, error) {
+	var b []byte
+	err := d.db().QueryRow(`SELECT key FROM local_keys WHERE stream = ? AND epoch = ?`, stream[:], int64(epoch)).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w (stream %s, epoch %d)", ErrNoKey, stream, epoch)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	return fcrypto.KeyFromBytes(b)
+}
+
+func (d *Device) storeKey(stream syncproto.StreamID, epoch syncproto.Epoch, k *fcrypto.Key) error {
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_keys (stream, epoch, key) VALUES (?, ?, ?)`,
+		stream[:], int64(epoch), k.Bytes()); err != nil {
+		return fmt.Errorf("store key: %w", err)
+	}
+	d.dirty = true
+	return nil
+}
+
+// fetchKeys takes every wrapped key the relay holds for this device,
+// accepts each only if it matches the commitment in the coordinator-signed
+// epoch statement, stores it, and tells the relay to destroy its copy.
+func (d *Device) fetchKeys(ctx context.Context) error {
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	raws, err := c.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	st := d.chain.State()
+	for _, raw := range raws {
+		wk, err := syncproto.UnmarshalWrappedKey(raw)
+		if err != nil {
+			d.opts.notice("refused a malformed wrapped key from the relay")
+			continue
+		}
+		str := st.Streams[wk.Stream]
+		var ep *syncproto.EpochInfo
+		if str != nil {
+			ep = str.Epoch(wk.Epoch)
+		}
+		if wk.Tenant != d.pc.tenant || wk.Device != d.pc.device || ep == nil {
+			d.opts.notice("refused a wrapped key for an epoch the chain does not know")
+			continue
+		}
+		k, err := fcrypto.UnwrapKey(wk.Wrapped, syncproto.EpochKeyContext(d.pc.tenant, wk.Stream, wk.Epoch),
+			ep.Commitment, d.kf.Box.Identity())
+		if err != nil {
+			// A key that does not match its signed commitment was planted.
+			d.opts.notice("refused a wrapped key for %s epoch %d: %v", wk.Stream, wk.Epoch, err)
+			continue
+		}
+		if err := d.storeKey(wk.Stream, wk.Epoch, k); err != nil {
+			return err
+		}
+		if err := c.AckKey(ctx, wk.Stream, wk.Epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// desiredDevices is who should hold a stream's key now: every coordinator
+// device, and for a resident the devices of its assigned workers; the
+// directory and audit streams go to every active device.
+func desiredDevices(st *syncproto.State, stream syncproto.StreamID) []syncproto.DeviceID {
+	str := st.Streams[stream]
+	if str == nil {
+		return nil
+	}
+	devs := st.ActiveCoordinators()
+	switch str.Kind {
+	case syncproto.StreamResident:
+		for w := range str.Assigned {
+			devs = append(devs, st.WorkerDevices(w)...)
+		}
+	default:
+		for id, dev := range st.Devices {
+			if dev.Active() {
+				devs = append(devs, id)
+			}
+		}
+	}
+	return syncproto.SortDevices(devs)
+}
+
+// startEpoch gives a stream a new key, wrapped to devices: the signed
+// statement carries a commitment to it; each device gets its own wrapped
+// copy through the relay. Devices that are new to the stream also get the
+// older keys this coordinator holds, so they can read the history.
+func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devices []syncproto.DeviceID) (syncproto.Epoch, error) {
+	st := d.chain.State()
+	str := st.Streams[stream]
+	if str == nil {
+		return 0, fmt.Errorf("start epoch: unknown stream %s", stream)
+	}
+	var old []syncproto.EpochInfo
+	next := syncproto.Epoch(1)
+	if cur := str.Current(); cur != nil {
+		next = cur.Epoch + 1
+		old = append(old, str.Epochs...)
+	}
+	prevDevices := map[syncproto.DeviceID]bool{}
+	for _, e := range old {
+		for _, dv := range e.Devices {
+			prevDevices[dv] = true
+		}
+	}
+	key, err := fcrypto.NewKey()
+	if err != nil {
+		return 0, err
+	}
+	devices = syncproto.SortDevices(devices)
+	body := &syncproto.EpochStarted{Stream: stream, Epoch: next, Devices: devices,
+		Commitment: key.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, next))}
+	s, err := d.postStatement(ctx, body, nil)
+	if err != nil {
+		return 0, fmt.Errorf("start epoch: %w", err)
+	}
+	next = s.Body.(*syncproto.EpochStarted).Epoch
+	if err := d.storeKey(stream, next, key); err != nil {
+		return 0, err
+	}
+	for _, dv := range devices {
+		if dv == d.pc.device {
+			continue
+		}
+		if err := d.wrapTo(ctx, stream, next, key, dv); err != nil {
+			return 0, err
+		}
+		if !prevDevices[dv] {
+			for _, e := range old {
+				k, err := d.epochKey(stream, e.Epoch)
+				if err != nil {
+					continue // an epoch this coordinator never held
+				}
+				if err := d.wrapTo(ctx, stream, e.Epoch, k, dv); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return next, nil
+}
+
+func (d *Device) wrapTo(ctx context.Context, stream syncproto.StreamID, epoch syncproto.Epoch, k *fcrypto.Key, dev syncproto.DeviceID) error {
+	info := d.chain.State().Devices[dev]
+	if info == nil {
+		return fmt.Errorf("wrap key: unknown device %s", dev)
+	}
+	r, err := fcrypto.ParseBoxRecipient(info.Box)
+	if err != nil {
+		return fmt.Errorf("wrap key: %w", err)
+	}
+	wrapped, err := fcrypto.WrapKey(k, r.Recipient())
+	if err != nil {
+		return err
+	}
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	wk := &syncproto.WrappedKey{Tenant: d.pc.tenant, Stream: stream, Epoch: epoch, Device: dev, Wrapped: wrapped}
+	return c.PutKey(ctx, wk.Marshal())
+}
+
+// rekey starts a new epoch on a stream if its current device set differs
+// from who should hold it.
+func (d *Device) rekey(ctx context.Context, stream syncproto.StreamID, force bool) error {
+	st := d.chain.State()
+	str := st.Streams[stream]
+	if str == nil || str.Purged {
+		return nil
+	}
+	want := desiredDevices(st, stream)
+	if cur := str.Current(); !force && cur != nil && sameDevices(cur.Devices, want) {
+		return nil
+	}
+	_, err := d.startEpoch(ctx, stream, want)
+	return err
+}
+
+func sameDevices(a, b []syncproto.DeviceID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,470 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/fristed/fristed/client/transport"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// Batching limits: a batch is signed once, so larger batches amortise the
+// signature; 100 deltas keeps a batch well under the relay's size limit.
+const (
+	maxBatchDeltas = 100
+	pullPage       = 200
+)
+
+// SyncResult says what a sync did.
+type SyncResult struct {
+	Pushed  int // deltas accepted by the relay
+	Pulled  int // deltas applied from other devices
+	Pending int // deltas still waiting (0 after a full sync)
+}
+
+// Sync pushes pending edits and pulls what other devices wrote. If the
+// relay cannot be reached, the edits stay queued and the error says how
+// many are pending.
+func (d *Device) Sync(ctx context.Context) (SyncResult, error) {
+	var res SyncResult
+	if d.cfg.Role == RolePending {
+		if err := d.checkApproved(ctx); err != nil {
+			return res, err
+		}
+	}
+	err := d.sync(ctx, &res)
+	if serr := d.save(); err == nil {
+		err = serr
+	}
+	res.Pending, _ = d.Pending()
+	if err != nil && errors.Is(err, transport.ErrUnreachable) {
+		return res, fmt.Errorf("%w; %d edit(s) pending, they stay saved on this device", err, res.Pending)
+	}
+	return res, err
+}
+
+func (d *Device) sync(ctx context.Context, res *SyncResult) error {
+	if err := d.refreshChain(ctx); err != nil {
+		return err
+	}
+	if d.relayKeyMismatch {
+		return errors.New("the relay's signing key differs from the one registered for this org: refusing to sync (possible impersonation)")
+	}
+	if err := d.fetchKeys(ctx); err != nil {
+		return err
+	}
+	if err := d.push(ctx, res); err != nil {
+		return err
+	}
+	return d.pull(ctx, res)
+}
+
+// push seals and sends the outbox, stream by stream, in batches.
+func (d *Device) push(ctx context.Context, res *SyncResult) error {
+	// First anything sealed but not confirmed: it must go out byte for
+	// byte the same, so the relay's idempotency recognises it.
+	if err := d.pushInflight(ctx, res); err != nil {
+		return err
+	}
+	streams, err := d.outboxStreams()
+	if err != nil {
+		return err
+	}
+	for _, s := range streams {
+		for {
+			n, err := d.pushOne(ctx, s, res)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Device) outboxStreams() ([]syncproto.StreamID, error) {
+	rows, err := d.db().Query(`SELECT DISTINCT stream FROM local_outbox ORDER BY stream`)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []syncproto.StreamID
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		var s syncproto.StreamID
+		copy(s[:], b)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// pushOne seals up to maxBatchDeltas pending deltas of a stream under the
+// newest epoch key and sends them; it returns how many it sent.
+func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *SyncResult) (int, error) {
+	rows, err := d.db().Query(`SELECT delta FROM local_outbox WHERE stream = ? ORDER BY n LIMIT ?`, stream[:], maxBatchDeltas)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	var deltas []*syncproto.Delta
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		dl, err := syncproto.UnmarshalDelta(raw)
+		if err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("read outbox: %w", err)
+		}
+		deltas = append(deltas, dl)
+	}
+	rows.Close()
+	if len(deltas) == 0 {
+		return 0, nil
+	}
+	str := d.chain.State().Streams[stream]
+	if str == nil || str.Current() == nil {
+		return 0, fmt.Errorf("push: stream %s has no key epoch yet", stream)
+	}
+	epoch := str.Current().Epoch
+	if !str.Current().Has(d.pc.device) {
+		// Removed from the stream: seal under the last epoch this device
+		// had; the relay accepts it if it was written before the removal.
+		for i := len(str.Epochs) - 1; i >= 0; i-- {
+			if str.Epochs[i].Has(d.pc.device) {
+				epoch = str.Epochs[i].Epoch
+				break
+			}
+		}
+	}
+	key, err := d.epochKey(stream, epoch)
+	if err != nil {
+		return 0, err
+	}
+	for _, dl := range deltas {
+		dl.Epoch = epoch
+	}
+	counter, prev, err := d.authorState(stream, d.pc.device)
+	if err != nil {
+		return 0, err
+	}
+	head, _ := d.chain.Head()
+	hdr := syncproto.Batch{Tenant: d.pc.tenant, Stream: stream, Epoch: epoch, Author: d.pc.device,
+		Counter: counter + 1, Prev: prev, ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())}
+	b, err := syncproto.SealBatch(hdr, key, d.kf.Sign, deltas)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := b.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	// Journal the sealed batch before it leaves: after a crash the very
+	// same bytes are resent.
+	if err := d.vault.Append(append([]byte{frameInflight}, raw...)); err != nil {
+		return 0, fmt.Errorf("save batch: %w", err)
+	}
+	if err := d.recordInflight(b, raw); err != nil {
+		return 0, err
+	}
+	return d.sendInflight(ctx, stream, b, raw, res)
+}
+
+func (d *Device) recordInflight(b *syncproto.Batch, raw []byte) error {
+	var ids bytes.Buffer
+	for _, sd := range b.Deltas {
+		ids.Write(sd.ID[:])
+	}
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_inflight (stream, raw, ids) VALUES (?, ?, ?)`,
+		b.Stream[:], raw, ids.Bytes()); err != nil {
+		return fmt.Errorf("record batch: %w", err)
+	}
+	h, err := b.Hash()
+	if err != nil {
+		return err
+	}
+	d.dirty = true
+	return d.setAuthorState(b.Stream, b.Author, b.Counter, h)
+}
+
+func (d *Device) pushInflight(ctx context.Context, res *SyncResult) error {
+	rows, err := d.db().Query(`SELECT stream, raw FROM local_inflight`)
+	if err != nil {
+		return fmt.Errorf("read batches: %w", err)
+	}
+	type pending struct {
+		stream syncproto.StreamID
+		raw    []byte
+	}
+	var ps []pending
+	for rows.Next() {
+		var p pending
+		var s []byte
+		if err := rows.Scan(&s, &p.raw); err != nil {
+			rows.Close()
+			return err
+		}
+		copy(p.stream[:], s)
+		ps = append(ps, p)
+	}
+	rows.Close()
+	for _, p := range ps {
+		b, err := syncproto.UnmarshalBatch(p.raw)
+		if err != nil {
+			return fmt.Errorf("read batch: %w", err)
+		}
+		if _, err := d.sendInflight(ctx, p.stream, b, p.raw, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendInflight sends a sealed batch and, once the relay's signed receipt
+// checks out, removes its deltas from the outbox.
+func (d *Device) sendInflight(ctx context.Context, stream syncproto.StreamID, b *syncproto.Batch, raw []byte, res *SyncResult) (int, error) {
+	c, err := d.client()
+	if err != nil {
+		return 0, err
+	}
+	seq, rcRaw, err := c.PushBatch(ctx, stream, raw)
+	if err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) && we.Code == syncproto.CodeEpochSuperseded {
+			// A new epoch started: drop this sealing and re-seal the same
+			// deltas under the new key on the next round.
+			return d.dropInflight(ctx, b)
+		}
+		var rev *transport.RevokedError
+		if errors.As(err, &rev) {
+			return 0, d.handleRevoked(rev)
+		}
+		return 0, err
+	}
+	rc, err := syncproto.UnmarshalReceipt(rcRaw)
+	if err != nil {
+		return 0, fmt.Errorf("receipt: %w", err)
+	}
+	h, _ := b.Hash()
+	if err := rc.Verify(d.pc.relayKey); err != nil || rc.Batch != h || rc.Stream != stream || rc.Seq != seq {
+		return 0, errors.New("push: the relay's receipt does not match the batch")
+	}
+	tx, err := d.db().Begin()
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	for _, sd := range b.Deltas {
+		if _, err := tx.Exec(`DELETE FROM local_outbox WHERE id = ?`, sd.ID[:]); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := tx.Exec(`DELETE FROM local_inflight WHERE stream = ?`, stream[:]); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(`INSERT OR REPLACE INTO local_receipts (stream, seq, raw) VALUES (?, ?, ?)`, stream[:], int64(seq), rcRaw); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	d.dirty = true
+	res.Pushed += len(b.Deltas)
+	return len(b.Deltas), nil
+}
+
+// dropInflight forgets a sealing the relay refused as superseded and
+// refreshes chain and keys so the deltas are re-sealed under the new epoch.
+// The author counter is rolled back: the relay never accepted that batch.
+func (d *Device) dropInflight(ctx context.Context, b *syncproto.Batch) (int, error) {
+	if _, err := d.db().Exec(`DELETE FROM local_inflight WHERE stream = ?`, b.Stream[:]); err != nil {
+		return 0, err
+	}
+	if err := d.setAuthorState(b.Stream, b.Author, b.Counter-1, b.Prev); err != nil {
+		return 0, err
+	}
+	if err := d.refreshChain(ctx); err != nil {
+		return 0, err
+	}
+	if err := d.fetchKeys(ctx); err != nil {
+		return 0, err
+	}
+	str := d.chain.State().Streams[b.Stream]
+	if str != nil && str.Current() != nil && str.Current().Has(d.pc.device) && str.Current().Epoch > b.Epoch {
+		return 1, nil // a newer epoch of ours exists: re-seal under it
+	}
+	// This device was removed from the stream and the relay no longer
+	// accepts its old epoch: the edits cannot be delivered to anyone.
+	res, err := d.db().Exec(`DELETE FROM local_outbox WHERE stream = ?`, b.Stream[:])
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	d.opts.notice("%d edit(s) to %s could not be delivered: this device no longer has access to that case", n, b.Stream)
+	return 0, nil
+}
+
+func (d *Device) authorState(stream syncproto.StreamID, dev syncproto.DeviceID) (uint64, syncproto.Hash, error) {
+	var counter int64
+	var last []byte
+	err := d.db().QueryRow(`SELECT counter, last FROM local_authors WHERE stream = ? AND device = ?`, stream[:], dev[:]).Scan(&counter, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, syncproto.Hash{}, nil
+	}
+	if err != nil {
+		return 0, syncproto.Hash{}, fmt.Errorf("read author state: %w", err)
+	}
+	var h syncproto.Hash
+	copy(h[:], last)
+	return uint64(counter), h, nil
+}
+
+func (d *Device) setAuthorState(stream syncproto.StreamID, dev syncproto.DeviceID, counter uint64, last syncproto.Hash) error {
+	_, err := d.db().Exec(`INSERT OR REPLACE INTO local_authors (stream, device, counter, last) VALUES (?, ?, ?, ?)`,
+		stream[:], dev[:], int64(counter), last[:])
+	if err != nil {
+		return fmt.Errorf("write author state: %w", err)
+	}
+	d.dirty = true
+	return nil
+}
+
+func (d *Device) cursor(stream syncproto.StreamID) (syncproto.Seq, error) {
+	var n int64
+	err := d.db().QueryRow(`SELECT seq FROM local_cursor WHERE stream = ?`, stream[:]).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read cursor: %w", err)
+	}
+	return syncproto.Seq(n), nil
+}
+
+// readableStreams lists the streams this device is in the current epoch of.
+func (d *Device) readableStreams() []syncproto.StreamID {
+	st := d.chain.State()
+	var out []syncproto.StreamID
+	for id := range st.Streams {
+		if st.CanRead(d.pc.device, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// pull fetches and applies new batches of every readable stream.
+func (d *Device) pull(ctx context.Context, res *SyncResult) error {
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	known := map[syncproto.StreamID]syncproto.Seq{}
+	for _, s := range d.readableStreams() {
+		if known[s], err = d.cursor(s); err != nil {
+			return err
+		}
+	}
+	heads, _, err := c.Heads(ctx, known, syncproto.ChainPos(d.chain.Len()), 0)
+	if err != nil {
+		return err
+	}
+	total, done := 0, 0
+	for s, h := range heads {
+		if h.Head > known[s] {
+			total += int(h.Head - known[s])
+		}
+	}
+	for s, h := range heads {
+		if _, ok := known[s]; !ok || h.Head <= known[s] {
+			continue
+		}
+		after := known[s]
+		for after < h.Head {
+			page, _, err := c.PullBatches(ctx, s, after, pullPage, 0)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, p := range page {
+				n, err := d.applyPulled(s, p)
+				if errors.Is(err, ErrNoKey) {
+					// Without the key the stream cannot advance; the rest
+					// of the sync goes on and the next one retries.
+					d.opts.notice("%v; skipping the rest of that stream for now", err)
+					after = h.Head
+					break
+				}
+				if err != nil {
+					return err
+				}
+				res.Pulled += n
+				after = p.Seq
+				done++
+				if d.opts.Progress != nil {
+					d.opts.Progress(done, total, "batches")
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// applyPulled verifies and applies one batch: the relay's receipt, the
+// author's signature and key rights from the chain, every AEAD tag; only
+// then are its deltas merged, all in one transaction.
+func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int, error) {
+	b, err := syncproto.UnmarshalBatch(p.Raw)
+	if err != nil {
+		return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+	}
+	rc, err := syncproto.UnmarshalReceipt(p.Receipt)
+	if err != nil {
+		return 0, fmt.Errorf("batch %d of %s: receipt: %w", p.Seq, stream, err)
+	}
+	h, _ := b.Hash()
+	if err := rc.Verify(d.pc.relayKey); err != nil || rc.Batch != h || rc.Seq != p.Seq || rc.Stream != stream || b.Stream != stream || b.Tenant != d.pc.tenant {
+		return 0, fmt.Errorf("batch %d of %s: receipt does not match the batch", p.Seq, stream)
+	}
+	author := d.chain.State().Devices[b.Author]
+	if author == nil {
+		return 0, fmt.Errorf("batch %d of %s: unknown author", p.Seq, stream)
+	}
+	n := 0
+	if b.Author != d.pc.device {
+		key, err := d.epochKey(stream, b.Epoch)
+		if err != nil {
+			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+		}
+		deltas, err := syncproto.OpenBatch(b, key, author.SignPub)
+		if err != nil {
+			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+		}
+		for _, dl := range deltas {
+			d.observe(dl.Clock)
+			if err := d.rep.Apply(dl); err != nil {
+				return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+			}
+		}
+		n = len(deltas)
+	}
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_cursor (stream, seq) VALUES (?, ?)`, stream[:], int64(p.Seq)); err != nil {
+		return 0, err
+	}
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_receipts (stream, seq, raw) VALUES (?, ?, ?)`, stream[:], int64(p.Seq), p.Receipt); err != nil {
+		return 0, err
+	}
+	d.dirty = true
+	return n, nil
+}

@@ -1,0 +1,59 @@
+package client
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/fristed/fristed/client/transport"
+	"github.com/fristed/fristed/client/vault"
+	"github.com/fristed/fristed/syncproto"
+)
+
+const wipedMarker = "WIPED"
+
+// ErrForgedWipe means the relay refused this device but could not prove a
+// revocation: nothing was wiped.
+var ErrForgedWipe = fmt.Errorf("the relay refused this device without a valid signed revocation; nothing was wiped")
+
+// handleRevoked obeys a wipe order only if it verifies: the chain the relay
+// sent must verify from genesis against this device's pinned org
+// fingerprint, contain the history this device saw, and revoke this
+// device. Anything else is ignored and reported.
+func (d *Device) handleRevoked(rev *transport.RevokedError) error {
+	chain := syncproto.NewChain(d.pc.org)
+	for _, raw := range rev.Chain {
+		if _, err := chain.Append(raw); err != nil {
+			return fmt.Errorf("%w (%v)", ErrForgedWipe, err)
+		}
+	}
+	if head, ok := d.chain.Head(); ok {
+		if err := chain.CheckHead(head); err != nil {
+			return fmt.Errorf("%w (%v)", ErrForgedWipe, err)
+		}
+	}
+	dev := chain.State().Devices[d.pc.device]
+	if dev == nil || !dev.Revoked {
+		return ErrForgedWipe
+	}
+	if err := d.wipe(); err != nil {
+		return fmt.Errorf("this device was revoked, but wiping it failed: %w", err)
+	}
+	return ErrWiped
+}
+
+// wipe crypto-shreds the device: the identity file (and with it every key)
+// and the replica files are overwritten and removed. A marker records that
+// the wipe happened, so the next command can say so.
+func (d *Device) wipe() error {
+	d.abandon()
+	d.rep, d.vault = nil, nil
+	errID := shredFile(filepath.Join(d.home, identityFile))
+	errV := vault.Destroy(vault.OSFS{}, filepath.Join(d.home, vaultDir))
+	os.WriteFile(filepath.Join(d.home, wipedMarker), []byte("revoked by a coordinator; wiped\n"), 0o600)
+	syncDir(d.home)
+	if errID != nil {
+		return errID
+	}
+	return errV
+}
