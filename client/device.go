@@ -61,17 +61,17 @@ func (o *Options) notice(format string, args ...any) {
 // Device is an unlocked device. It is not safe for concurrent use; the web
 // UI serialises calls.
 type Device struct {
-	opts  Options
-	home  string
-	kf    *fcrypto.KeyFile
-	cfg   *Config
-	pc    *parsedConfig
-	vault *vault.Vault
-	rep   *replica.Replica
-	chain *syncproto.Chain
-	relay *transport.Client
-	hlc   syncproto.HLC
-	dirty bool
+	opts   Options
+	home   string
+	kf     *fcrypto.KeyFile
+	cfg    *Config
+	pc     *parsedConfig
+	vault  *vault.Vault
+	rep    *replica.Replica
+	chain  *syncproto.Chain
+	relay  *transport.Client
+	hlc    syncproto.HLC
+	dirty  bool
 	unlock func() // releases the lock on the device directory
 	// relayKeyMismatch is set when the chain names another relay key than
 	// the one pinned; every sync then fails.

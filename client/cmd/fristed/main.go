@@ -41,8 +41,8 @@ type env struct {
 type command struct {
 	name    string // e.g. "resident add"
 	summary string
-	usage   string // flags and arguments
-	help    string // longer explanation
+	usage   string                 // flags and arguments
+	help    string                 // longer explanation
 	flags   func(fs *flag.FlagSet) // defines the command's flags
 	run     func(e *env, fs *flag.FlagSet, args []string) error
 }
