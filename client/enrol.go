@@ -52,6 +52,10 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	if err != nil {
 		return nil, "", fmt.Errorf("device init: %w", err)
 	}
+	// The relay key this device pins must be the one the org registered.
+	if g, _ := syncproto.UnmarshalStatement(info[0]); !g.Body.(*syncproto.TenantCreated).Relay.Equal(relayKey) {
+		return nil, "", errors.New("device init: the relay's key is not the one registered for this org (possible impersonation)")
+	}
 	keys, err := fcrypto.NewDeviceKeys()
 	if err != nil {
 		return nil, "", err

@@ -244,6 +244,17 @@ func OrgRecover(ctx context.Context, opts Options, relayURL string, org fcrypto.
 		d.Close()
 		return nil, err
 	}
+	if !d.chain.State().Relay.Equal(relayKey) {
+		d.Close()
+		return nil, errors.New("org recover: the relay's key is not the one registered for this org")
+	}
+	// Join every stream: new epochs wrapped to the remaining devices and
+	// this one. History written before is readable only where a device
+	// that holds the old keys shares them.
+	if err := d.rekeyAll(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("org recover: %w", err)
+	}
 	return d, d.save()
 }
 

@@ -86,14 +86,16 @@ func writeFieldLines(w io.Writer, k *Kind, fields map[string]string, note func(s
 	}
 }
 
-// clean replaces control and bidirectional-formatting characters, except
-// newline and tab, with U+FFFD.
+// clean replaces control characters (except newline and tab) and the
+// bidirectional embeddings, overrides and isolates, which can make a line
+// read differently from what it holds, with U+FFFD. The plain direction
+// marks (LRM, RLM, ALM) stay: Arabic-script text uses them.
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' {
+		switch {
+		case r == '\n' || r == '\t':
 			return r
-		}
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+		case unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
 			return unicode.ReplacementChar
 		}
 		return r

@@ -36,10 +36,9 @@ func TestSerializeLoadRoundTrip(t *testing.T) {
 	db := b.setResident(t, s1, map[string]string{"unit": "Sør"})
 	a.receive(t, db)
 	b.receive(t, da)
-	logID, dl := a.add(t, s1, KindLog, logFields(a, "to be removed"))
+	logID, _ := a.add(t, s1, KindLog, logFields(a, "to be removed"))
 	a.remove(t, s1, KindLog, logID)
 	a.remove(t, s1, "goal", goal)
-	_ = dl
 	// The client's own tables travel along.
 	_, err := a.rep.DB().Exec(`CREATE TABLE IF NOT EXISTS local_meta (key TEXT PRIMARY KEY, value BLOB)`)
 	require.NoError(t, err)

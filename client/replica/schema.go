@@ -313,11 +313,12 @@ func (k *Kind) fieldNames() []string {
 	return out
 }
 
-// kindNames lists the kinds of one class of stream, for error messages.
-func kindNames(stream StreamKind) []string {
+// recordKinds lists the kinds a case's records and entries can be added
+// as (what `record add` takes), for error messages.
+func recordKinds() []string {
 	var out []string
 	for _, k := range schema {
-		if k.Stream == stream {
+		if k.Stream == StreamResident && !k.Singleton && k.Name != KindLog {
 			out = append(out, k.Name)
 		}
 	}
@@ -327,7 +328,7 @@ func kindNames(stream StreamKind) []string {
 func lookupKind(name string) (*Kind, error) {
 	k, ok := kindIndex[name]
 	if !ok {
-		return nil, &ValidationError{Problem: "unknown kind " + strconv.Quote(name), Allowed: kindNames(StreamResident)}
+		return nil, &ValidationError{Problem: "unknown kind " + strconv.Quote(name), Allowed: recordKinds()}
 	}
 	return k, nil
 }

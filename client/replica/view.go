@@ -343,7 +343,7 @@ func (r *Replica) Residents() ([]ResidentSummary, error) {
 		return nil, fmt.Errorf("list residents: %w", err)
 	}
 	defer rows.Close()
-	var out []ResidentSummary
+	out := []ResidentSummary{}
 	var last, field string
 	for rows.Next() {
 		var stream []byte

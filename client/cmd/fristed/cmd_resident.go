@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fristed/fristed/client"
+	"github.com/fristed/fristed/client/replica"
 )
 
 func init() {
@@ -143,8 +144,20 @@ func (e *env) parseFields(args []string) (map[string]string, error) {
 			if v == "" {
 				return nil, errors.New("read " + k + " from stdin: empty value")
 			}
+		} else if sealedField(k) {
+			fmt.Fprintf(e.stderr, "fristed: warning: %s given on the command line may stay in shell history; next time use %s=@- and type it on stdin\n", k, k)
 		}
 		fields[k] = v
 	}
 	return fields, nil
+}
+
+// sealedField reports whether any kind has a sealed field of that name.
+func sealedField(name string) bool {
+	for _, k := range replica.Schema() {
+		if f, ok := k.Field(name); ok && f.Sealed {
+			return true
+		}
+	}
+	return false
 }
