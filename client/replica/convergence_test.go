@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	schedules = flag.Int("schedules", 2000, "random schedules TestConvergence runs (200 with -short)")
+	schedules = flag.Int("schedules", 2000, "random schedules TestConvergence runs (200 with -short, 400 with -race)")
 	onlySeed  = flag.Uint64("seed", 0, "run TestConvergence for this seed only")
 )
 
@@ -28,6 +28,9 @@ func TestConvergence(t *testing.T) {
 	n := *schedules
 	if testing.Short() {
 		n = min(n, 200)
+	}
+	if raceEnabled {
+		n = min(n, 400)
 	}
 	seeds := make(chan uint64)
 	go func() {

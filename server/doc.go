@@ -1,0 +1,239 @@
+// Package server is Fristed's relay, fristed-relay: a minimal-knowledge
+// sync server. It passes sealed batches between a tenant's devices, keeps
+// each tenant's admin chain, and enforces the access control that chain
+// states, which it verifies itself. It never holds plaintext: batches,
+// snapshots, enrolments and wrapped keys are opaque signed or encrypted
+// bytes to it. It learns tenant ids, random device, worker and stream ids,
+// public keys, padded ciphertext sizes, times, and which device talks to
+// which stream; it stores no client address and logs none.
+//
+// This comment is the contract clients are written against.
+//
+// # Conventions
+//
+// Protocol messages (statements, batches, receipts, snapshots, enrolments,
+// auth proofs, wrapped keys) travel as their canonical syncproto bytes:
+// as the request body with Content-Type application/octet-stream, or
+// base64 (standard alphabet, padded) inside JSON. Every other body is
+// JSON. Ids are in their printed form (t_..., d_..., s_..., r_...),
+// hashes as h_..., numbers (positions, sequence numbers, epochs) as JSON
+// numbers.
+//
+// Every error answer is
+//
+//	{"code": "<syncproto.Code>", "message": "one line"}
+//
+// with the HTTP status code.Status() gives. A client's mistake never gets
+// a 5xx: 500 internal is a relay bug, 503 unavailable a store that did not
+// answer (both worth a retry). A body whose first byte is not the format
+// version (0x01) is answered 400 unknown_version; any other undecodable
+// message 400 bad_request. An unknown path or method is 404 not_found.
+// The revocation answer (403 device_revoked) adds
+//
+//	"revocation": b64 the DeviceRevoked statement naming the device,
+//	"chain":      [b64 every statement from genesis]
+//
+// which the device verifies against its pinned org fingerprint before it
+// wipes; the relay then appends, once per revoked device, a "device
+// refused" fact it signs itself.
+//
+// Limits: JSON bodies 64 KiB, statements 64 KiB, auth proofs 4 KiB,
+// enrolments 80 KiB, wrapped keys 1 MiB, batches 8 MiB and at most
+// MaxDeltasPerBatch (500) deltas, snapshots 64 MiB; over a limit is 413
+// too_large. Public routes are rate limited per client address, the
+// others per device, and a request with no valid token counts against its
+// address: 429 rate_limited.
+//
+// # Public routes
+//
+//	GET  /healthz
+//	     200 {"status": "ok"}
+//	GET  /v1/relay
+//	     200 {"relay_key": "fpub1...", "version": 1}
+//	GET  /v1/orgs/{org fingerprint}
+//	     200 {"tenant": "t_..."}; 404 not_found. How a new device that
+//	     knows only the relay and the org fingerprint finds its tenant.
+//	POST /v1/tenants
+//	     {"invite": TOKEN, "genesis": b64, "statements": [b64...]}
+//	     201 {"tenant": "t_..."}. The genesis is a root-signed "tenant
+//	     created" naming this relay's key; "statements" (optional, at most
+//	     64) follow it in order, e.g. the first coordinator's delegation.
+//	     All are verified before the invite is consumed (atomically, once).
+//	     401 unauthorized for an unknown, used or expired invite; 409
+//	     conflict if the tenant or org exists; 422 invalid_statement /
+//	     bad_signature if the chain does not verify.
+//	GET  /v1/t/{tenant}/enrol-info
+//	     200 {"statements": [b64...], "head": {"pos": N, "hash": "h_..."}}:
+//	     the genesis and every root-signed statement (coordinator
+//	     delegations and revocations), what a new device needs to seal its
+//	     name to the coordinators, and the head a root statement extends.
+//	     404 not_found for an unknown tenant.
+//	POST /v1/t/{tenant}/enrolments          body: Enrolment bytes
+//	     201 {"request": "r_..."}. The self-signature is verified (422
+//	     bad_signature); kept for 7 days; the same request again is a
+//	     no-op, another request under the same id 409 conflict.
+//	POST /v1/t/{tenant}/auth/challenge      {"device": "d_..."}
+//	     200 {"nonce": b64 32 bytes}, single use, valid 2 minutes. The
+//	     answer is the same for unknown tenants and devices.
+//	POST /v1/t/{tenant}/auth/token          body: AuthProof bytes
+//	     200 {"token": JWT, "expires_in": seconds (900)}. The proof must
+//	     name this tenant, this relay's key and an unused nonce, be signed
+//	     by the device's key from the chain, and SignedMS be within 5
+//	     minutes of the relay's clock; else 401 unauthorized. A revoked
+//	     device gets 403 device_revoked (after its signature is checked).
+//	     Records the device's last-seen day.
+//	POST /v1/t/{tenant}/chain/root          body: Statement bytes
+//	     201 {"pos": N, "hash": "h_..."}. A root-signed statement posted
+//	     without a login (org recover: the root signature is the
+//	     credential); anything else 401 unauthorized. Errors as for
+//	     POST /chain.
+//
+// # Authenticated routes
+//
+// Send "Authorization: Bearer <token>". A header over 4 KiB is refused
+// with 413 too_large before it is parsed. The token is an EdDSA JWT signed
+// with the relay's token key (not its protocol key); issuer
+// "fristed-relay/<relay key>", audience the tenant id, subject the device
+// id, issued-at, expiry, and "ver", the device's token version. Anything
+// else (another algorithm, another key, expired, no expiry, another
+// tenant, a stale version) is 401 unauthorized: log in again. Every
+// request re-reads the token version and the chain, so a revocation takes
+// effect on the revoked device's next request: 403 device_revoked with the
+// proof. "Coordinators" below means coordinator devices; a worker device
+// gets 403 forbidden there.
+//
+//	GET  /v1/t/{tenant}/chain?from=N&limit=M          (limit <= 1000)
+//	     200 {"statements": [b64...], "head": pos}
+//	POST /v1/t/{tenant}/chain                 body: Statement bytes
+//	     201 {"pos": N, "hash": "h_..."}. A device-signed statement must
+//	     be signed by the logged-in device (403 forbidden); a root-signed
+//	     one may be posted by any coordinator; relay facts never (403).
+//	     409 chain_conflict if it does not extend the head (fetch the
+//	     chain and sign again); 422 bad_signature; 422 invalid_statement
+//	     if the signer lacks the authority or it contradicts the chain.
+//	     A "device revoked" bumps the device's token version and destroys
+//	     the wrapped keys waiting for that device; a "snapshot
+//	     countersigned" prunes the stream to that snapshot if the relay
+//	     holds it (else when it is uploaded); "stream purged" deletes the
+//	     stream's batches, snapshots and wrapped keys.
+//	GET  /v1/t/{tenant}/enrolments/{request}          (coordinators)
+//	     200 the enrolment bytes; 404 not_found (or expired)
+//	DELETE /v1/t/{tenant}/enrolments/{request}        (coordinators)
+//	     204
+//	POST /v1/t/{tenant}/streams/{stream}/batches      body: Batch bytes
+//	     200 {"seq": N, "receipt": b64 Receipt}. Tenant and stream must
+//	     match the URL (400), the author must be the logged-in device
+//	     (403 forbidden), the signature verify with the author's key (422
+//	     bad_signature), the batch's chain head be a head of this chain
+//	     (400), and State.CheckBatch(author, stream, epoch, head pos)
+//	     pass: 403 not_assigned, 409 epoch_superseded (re-seal under the
+//	     newest epoch), 409 unknown_epoch, 403 device_revoked. The
+//	     superseded-epoch exception applies: a device removed from the
+//	     stream may still deliver batches written under a chain head
+//	     older than the epoch that removed it. A delta id already in the
+//	     stream is 409 conflict. Sending an accepted batch again returns
+//	     its first seq and the same receipt bytes, even if the chain has
+//	     moved on since.
+//	GET  /v1/t/{tenant}/streams/{stream}/batches?after=N&limit=M[&wait=S]
+//	     200 {"batches": [{"seq": N, "raw": b64, "receipt": b64}], "head": N}
+//	     Batches with seq > after, in order, at most limit (default 100,
+//	     at most 1000) and about 16 MiB. The device must be in the
+//	     stream's current epoch (403 not_assigned). 410 pruned if after is
+//	     below the pruned point: start from the snapshot. With wait=S
+//	     (capped at 60) and nothing new, it waits up to S seconds and
+//	     answers as soon as a batch lands (through any relay process
+//	     sharing the database), re-checking access when it wakes; an
+//	     empty list means nothing arrived.
+//	GET  /v1/t/{tenant}/streams/{stream}/head
+//	     200 {"head": N, "pruned": N}
+//	POST /v1/t/{tenant}/heads
+//	     {"streams": {"s_...": seq}, "chain": pos, "wait": seconds}
+//	     200 {"streams": {"s_...": {"head": N, "pruned": N}}, "chain": pos}
+//	     for every stream the device can read. With wait > 0 (capped at
+//	     60) it answers as soon as anything differs from what was sent (a
+//	     readable stream missing from the request counts as 0; a stream
+//	     sent that the device can no longer read is a difference); chain
+//	     changes made through another relay process are noticed within 5
+//	     seconds.
+//	PUT  /v1/t/{tenant}/streams/{stream}/snapshot     body: Snapshot bytes
+//	     201 {"hash": "h_..."}. Author must be the logged-in device (403
+//	     forbidden), able to read the stream (403 not_assigned); signature
+//	     (422 bad_signature); epoch known (409 unknown_epoch); 0 < seq <=
+//	     the stream's head (400).
+//	GET  /v1/t/{tenant}/streams/{stream}/snapshot
+//	     200 the latest snapshot's bytes, header X-Fristed-Seq: its seq;
+//	     404 not_found if none.
+//	PUT  /v1/t/{tenant}/keys                  body: WrappedKey bytes (coordinators)
+//	     201 {}. The stream must exist (404), the epoch too (409
+//	     unknown_epoch), the target device be one of that epoch's devices
+//	     (403 not_assigned) and not revoked (403 forbidden). Replaces an
+//	     earlier copy for the same stream, epoch and device.
+//	GET  /v1/t/{tenant}/keys
+//	     200 {"keys": [b64 WrappedKey...]}: every copy addressed to the
+//	     calling device not yet acknowledged.
+//	DELETE /v1/t/{tenant}/keys/{stream}/{epoch}
+//	     204. The calling device holds the key: its copy is destroyed
+//	     (and the KEK rotated, see below). Idempotent.
+//	GET  /v1/t/{tenant}/devices/last-seen             (coordinators)
+//	     200 {"d_...": "YYYY-MM-DD"} (UTC days, set at each login)
+//
+// # Keys and files
+//
+// The data directory (--data DIR, 0700) holds relay.key, the relay's
+// Ed25519 signing key (its public half is what tenants register at
+// genesis; it signs receipts and relay facts only); token.key, the
+// Ed25519 key that signs access tokens; kek/, the key-encryption keys;
+// tls-cert.pem and tls-key.pem when the relay makes its own certificate;
+// and relay.db with the SQLite store. Key files are 0600.
+//
+// # Deletion and the KEK directory
+//
+// Wrapped case keys (and, with envelopes, release identities) are stored
+// sealed under a key-encryption key (Keystore): one file per generation
+// in DIR/kek. Destroying a secret deletes its row (SQLite runs with
+// secure_delete and checkpoints its WAL after deletes), then rotates: a
+// new generation, every remaining secret rewrapped to it in one
+// transaction, the old KEK files overwritten and removed. Keep DIR/kek
+// out of the database's backups and off snapshotted storage: a backup
+// restored later holds destroyed secrets only under keys that no longer
+// exist. It holds secrets not yet delivered under those keys too, so
+// after restoring a backup coordinators re-upload wrapped keys (they hold
+// every epoch key) and envelopes are re-sealed.
+//
+// # TLS and pinning
+//
+// Without --tls-cert/--tls-key the relay serves HTTPS (TLS 1.3) with a
+// self-signed ECDSA P-256 certificate it makes in DIR on first start and
+// keeps, and prints "tls pin: sha256/<base64 of SHA-256 over the
+// certificate's SubjectPublicKeyInfo>". Clients pin that at first
+// contact (or are given it); a CA is not needed. --insecure-loopback
+// serves plain HTTP and refuses any address that is not loopback.
+//
+// # Several relay processes
+//
+// With --store postgres several relay processes may serve one database
+// behind a load balancer. They must share the data directory (or at
+// least relay.key, token.key and kek/, e.g. on a shared volume with
+// working flock): tenants registered the relay's key, a token from one
+// process is checked by another, and secrets sealed by one are opened by
+// another (a process reloads the KEK directory when it meets a generation
+// it does not know; rotations take an exclusive lock on it). Each process
+// keeps every tenant's chain in memory and catches up with the database's
+// head on each request; batch appends are conditional on the chain head
+// their access check used, so a statement appended through another
+// process is never raced past. Long-polls are woken across processes by
+// LISTEN/NOTIFY.
+//
+// # Logs and metrics
+//
+// Logs are JSON lines (log/slog, UTC) on stderr: method, route template,
+// status and duration of each request; never a client address, a token,
+// a key, a body or an id from the path. The rate limiters key their
+// buckets by an HMAC, under a random key held only in memory, of the
+// client address. --metrics-listen ADDR (loopback only) serves /metrics
+// in the Prometheus text format: requests by route template, method and
+// status class, request durations by route, refusals by wire code,
+// accepted and replayed batches, deltas and bytes, statements, tokens,
+// KEK rotations and waiting long-polls; no tenant, device or stream
+// label.
+package server

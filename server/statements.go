@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fristed/fristed/server/store"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// statementError maps a chain verifier's refusal to its wire code:
+// chain_conflict when the statement does not extend the head,
+// bad_signature, invalid_statement for missing authority or a statement
+// that contradicts the chain.
+func statementError(err error) error {
+	var we *syncproto.Error
+	if errors.As(err, &we) {
+		return err
+	}
+	switch code := syncproto.CodeOf(err); code {
+	case syncproto.CodeBadRequest, syncproto.CodeUnknownVersion, syncproto.CodeTooLarge:
+		return decodeError("statement", err)
+	case syncproto.CodeInternal:
+		return err
+	case syncproto.CodeDeviceRevoked:
+		return wire(syncproto.CodeInvalidStatement, oneLine(err.Error()))
+	default:
+		return wire(code, oneLine(err.Error()))
+	}
+}
+
+// getChain answers GET /v1/t/{tenant}/chain?from=N&limit=M.
+func (r *Relay) getChain(c echo.Context, s *session) error {
+	from, err := uintQuery(c, "from", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := uintQuery(c, "limit", maxChainLimit)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > maxChainLimit {
+		limit = maxChainLimit
+	}
+	raws, head := s.t.statements(syncproto.ChainPos(from), int(limit))
+	out := make([]string, len(raws))
+	for i, raw := range raws {
+		out[i] = base64.StdEncoding.EncodeToString(raw)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"statements": out, "head": uint64(head)})
+}
+
+// postStatement answers POST /v1/t/{tenant}/chain. A device-signed
+// statement must be signed by the logged-in device; a root-signed one may
+// be posted by any coordinator device; relay facts only the relay makes.
+func (r *Relay) postStatement(c echo.Context, s *session) error {
+	return r.appendPosted(c, s.t, func(st *syncproto.Statement) error {
+		switch st.Signer {
+		case syncproto.SignerDevice:
+			if st.SignerDevice != s.device {
+				return wire(syncproto.CodeForbidden, "statement is signed by another device")
+			}
+		case syncproto.SignerRoot:
+			if !s.coordinator() {
+				return wire(syncproto.CodeForbidden, "only coordinator devices may post root-signed statements")
+			}
+		default:
+			return wire(syncproto.CodeForbidden, "only the relay signs relay facts")
+		}
+		return nil
+	})
+}
+
+// postRootStatement answers POST /v1/t/{tenant}/chain/root: a root-signed
+// statement (a coordinator delegation, when the last coordinator device is
+// lost) posted without a login; the root signature is the credential.
+func (r *Relay) postRootStatement(c echo.Context) error {
+	tid, err := tenantParam(c)
+	if err != nil {
+		return err
+	}
+	t, err := r.tenants.get(c.Request().Context(), tid)
+	if err != nil {
+		return tenantError(err)
+	}
+	return r.appendPosted(c, t, func(st *syncproto.Statement) error {
+		if st.Signer != syncproto.SignerRoot {
+			return wire(syncproto.CodeUnauthorized, "only root-signed statements may be posted without a login")
+		}
+		return nil
+	})
+}
+
+func (r *Relay) appendPosted(c echo.Context, t *tenant, allow func(*syncproto.Statement) error) error {
+	ctx := c.Request().Context()
+	raw, err := readBody(c, maxStatementBody)
+	if err != nil {
+		return err
+	}
+	st, err := syncproto.UnmarshalStatement(raw)
+	if err != nil {
+		return decodeError("statement", err)
+	}
+	if st.Tenant != t.id {
+		return wire(syncproto.CodeBadRequest, "statement is for another tenant")
+	}
+	if err := allow(st); err != nil {
+		return err
+	}
+	s, rec, err := t.appendStatement(ctx, r.st, func(*syncproto.Chain) ([]byte, error) { return raw, nil })
+	if err != nil {
+		return statementError(err)
+	}
+	r.metrics.statements.Add(1)
+	r.afterStatement(ctx, t, s)
+	return c.JSON(http.StatusCreated, map[string]any{"pos": uint64(rec.Pos), "hash": rec.Hash.String()})
+}
+
+// afterStatement carries out what an appended statement asks of the relay.
+// The statement is already in the chain, whose state is what access
+// control reads, so a failure here is logged and does not undo it: a
+// missed token version bump still leaves the revoked device refused by the
+// chain check, and a missed prune is done at the next snapshot upload.
+func (r *Relay) afterStatement(ctx context.Context, t *tenant, s *syncproto.Statement) {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	switch b := s.Body.(type) {
+	case *syncproto.DeviceRevoked:
+		_, err = r.st.BumpTokenVersion(ctx, t.id, b.Device)
+		if err == nil {
+			err = r.destroyDeviceKeys(ctx, t.id, b.Device)
+		}
+	case *syncproto.SnapshotCountersigned:
+		err = r.pruneTo(ctx, t.id, b)
+	case *syncproto.StreamPurged:
+		// The stream's wrapped keys go with it: rotate, as for any
+		// destroyed secret.
+		if err = r.st.PurgeStream(ctx, t.id, b.Stream); err == nil {
+			err = r.kek.Rotate(ctx, r.st)
+		}
+	}
+	if err != nil {
+		r.log.LogAttrs(ctx, levelWarn, "statement follow-up failed", errAttr(err))
+	}
+	r.hub.notify(t.id, syncproto.StreamID{})
+}
+
+// pruneTo prunes a stream up to a countersigned snapshot, if the relay
+// holds that snapshot.
+func (r *Relay) pruneTo(ctx context.Context, tenant syncproto.TenantID, cs *syncproto.SnapshotCountersigned) error {
+	sn, err := r.st.GetSnapshot(ctx, tenant, cs.Stream, cs.Snapshot)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if sn.Seq != cs.Seq {
+		return nil
+	}
+	if err := r.st.Prune(ctx, tenant, cs.Stream, sn.Seq); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	return nil
+}
