@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fristed/fristed/client/transport"
 	"github.com/fristed/fristed/syncproto"
@@ -441,6 +442,29 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	if author == nil {
 		return 0, fmt.Errorf("batch %d of %s: unknown author", p.Seq, stream)
 	}
+	// Each author's batches must arrive in the author's order: the counter
+	// one past the last one seen and the previous hash matching. A replay
+	// is ignored; a gap means the relay withheld a batch, a different
+	// batch under a counter already seen means the relay (or the author)
+	// forked the history. Both stop this stream and are reported.
+	lastN, lastH, err := d.authorState(stream, b.Author)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case b.Counter <= lastN:
+		if b.Author == d.pc.device || b.Counter < lastN || h == lastH {
+			return 0, d.advanceCursor(stream, p) // a replay or our own batch
+		}
+		return 0, fmt.Errorf("%w: batch %d of %s: device %s has two batches numbered %d", ErrHistory, p.Seq, stream, b.Author, b.Counter)
+	case b.Counter != lastN+1 || b.Prev != lastH:
+		return 0, fmt.Errorf("%w: batch %d of %s: batch %d of device %s is missing (the relay withheld it)", ErrHistory, p.Seq, stream, lastN+1, b.Author)
+	}
+	// A batch written after its author's compromised-since point is void.
+	if author.HasCompromisedSince && b.ChainHead.Pos > author.CompromisedSince {
+		d.opts.notice("ignored batch %d of %s: written by a device after it was compromised", p.Seq, stream)
+		return 0, d.acceptAuthor(stream, b, h, p)
+	}
 	n := 0
 	if b.Author != d.pc.device {
 		key, err := d.epochKey(stream, b.Epoch)
@@ -451,6 +475,15 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		if err != nil {
 			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
 		}
+		// A clock too far ahead of the relay's signed receipt time is
+		// refused by every device alike, since all see the same receipt.
+		for _, dl := range deltas {
+			if dl.Clock.WallMS > rc.ReceivedMS+uint64(MaxClockSkew.Milliseconds()) {
+				d.opts.notice("ignored batch %d of %s: its clock is %s ahead of the relay's receipt", p.Seq, stream,
+					time.Duration(dl.Clock.WallMS-rc.ReceivedMS)*time.Millisecond)
+				return 0, d.acceptAuthor(stream, b, h, p)
+			}
+		}
 		for _, dl := range deltas {
 			d.observe(dl.Clock)
 			if err := d.rep.Apply(dl); err != nil {
@@ -459,12 +492,34 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		}
 		n = len(deltas)
 	}
+	return n, d.acceptAuthor(stream, b, h, p)
+}
+
+// MaxClockSkew is how far a delta's clock may run ahead of the relay's
+// receipt time.
+const MaxClockSkew = 10 * time.Minute
+
+// ErrHistory means the relay's history of a stream is inconsistent with
+// what the authors signed: a withheld, reordered or forked batch.
+var ErrHistory = errors.New("the relay's history is inconsistent")
+
+// acceptAuthor records a batch as the author's latest and moves the cursor.
+func (d *Device) acceptAuthor(stream syncproto.StreamID, b *syncproto.Batch, h syncproto.Hash, p transport.Pulled) error {
+	if b.Author != d.pc.device {
+		if err := d.setAuthorState(stream, b.Author, b.Counter, h); err != nil {
+			return err
+		}
+	}
+	return d.advanceCursor(stream, p)
+}
+
+func (d *Device) advanceCursor(stream syncproto.StreamID, p transport.Pulled) error {
 	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_cursor (stream, seq) VALUES (?, ?)`, stream[:], int64(p.Seq)); err != nil {
-		return 0, err
+		return err
 	}
 	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_receipts (stream, seq, raw) VALUES (?, ?, ?)`, stream[:], int64(p.Seq), p.Receipt); err != nil {
-		return 0, err
+		return err
 	}
 	d.dirty = true
-	return n, nil
+	return nil
 }
