@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS local_chain (pos INTEGER PRIMARY KEY, raw BLOB NOT NU
 CREATE TABLE IF NOT EXISTS local_keys (stream BLOB NOT NULL, epoch INTEGER NOT NULL, key BLOB NOT NULL,
 	PRIMARY KEY (stream, epoch));
 CREATE TABLE IF NOT EXISTS local_outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB NOT NULL UNIQUE,
-	stream BLOB NOT NULL, delta BLOB NOT NULL);
+	stream BLOB NOT NULL, delta BLOB NOT NULL, head_pos INTEGER NOT NULL, head_hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS local_inflight (stream BLOB PRIMARY KEY, raw BLOB NOT NULL, ids BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS local_cursor (stream BLOB PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS local_authors (stream BLOB NOT NULL, device BLOB NOT NULL, counter INTEGER NOT NULL,
@@ -92,7 +92,7 @@ func (d *Device) observe(h syncproto.HLC) {
 // frame is idempotent, because a frame may be replayed over a snapshot
 // that already contains it.
 const (
-	frameDelta    = 1 // a local edit: stream-less marshalled delta (epoch 0)
+	frameDelta    = 1 // a local edit: chain head pos (8) | head hash (32) | marshalled delta (epoch 0)
 	frameInflight = 2 // a sealed batch about to be pushed: stream | raw batch
 )
 
@@ -102,11 +102,17 @@ func (d *Device) replay(f []byte) error {
 	}
 	switch f[0] {
 	case frameDelta:
-		dl, err := syncproto.UnmarshalDelta(f[1:])
+		if len(f) < 1+8+32 {
+			return errors.New("short frame")
+		}
+		var head syncproto.Head
+		head.Pos = syncproto.ChainPos(binary.BigEndian.Uint64(f[1:]))
+		copy(head.Hash[:], f[9:41])
+		dl, err := syncproto.UnmarshalDelta(f[41:])
 		if err != nil {
 			return err
 		}
-		return d.applyLocal(dl, f[1:])
+		return d.applyLocal(dl, f[41:], head)
 	case frameInflight:
 		b, err := syncproto.UnmarshalBatch(f[1:])
 		if err != nil {
@@ -129,22 +135,29 @@ func (d *Device) commit(stream syncproto.StreamID, ops []syncproto.Op) (*syncpro
 	if err != nil {
 		return nil, err
 	}
-	if err := d.vault.Append(append([]byte{frameDelta}, raw...)); err != nil {
+	// The chain head the edit was written under travels with it: a device
+	// removed from the case later can still deliver it (see push).
+	head, _ := d.chain.Head()
+	frame := []byte{frameDelta}
+	frame = binary.BigEndian.AppendUint64(frame, uint64(head.Pos))
+	frame = append(frame, head.Hash[:]...)
+	frame = append(frame, raw...)
+	if err := d.vault.Append(frame); err != nil {
 		return nil, fmt.Errorf("save edit: %w", err)
 	}
-	if err := d.applyLocal(dl, raw); err != nil {
+	if err := d.applyLocal(dl, raw, head); err != nil {
 		return nil, err
 	}
 	return dl, nil
 }
 
-func (d *Device) applyLocal(dl *syncproto.Delta, raw []byte) error {
+func (d *Device) applyLocal(dl *syncproto.Delta, raw []byte, head syncproto.Head) error {
 	d.observe(dl.Clock)
 	if err := d.rep.Apply(dl); err != nil {
 		return fmt.Errorf("apply edit: %w", err)
 	}
-	if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_outbox (id, stream, delta) VALUES (?, ?, ?)`,
-		dl.ID[:], dl.Stream[:], raw); err != nil {
+	if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_outbox (id, stream, delta, head_pos, head_hash) VALUES (?, ?, ?, ?, ?)`,
+		dl.ID[:], dl.Stream[:], raw, int64(head.Pos), head.Hash[:]); err != nil {
 		return fmt.Errorf("queue edit: %w", err)
 	}
 	d.dirty = true

@@ -37,6 +37,9 @@ func (d *Device) Sync(ctx context.Context) (SyncResult, error) {
 		}
 	}
 	err := d.sync(ctx, &res)
+	if errors.Is(err, ErrWiped) {
+		return res, err
+	}
 	if serr := d.save(); err == nil {
 		err = serr
 	}
@@ -58,6 +61,9 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 		return err
 	}
 	if err := d.push(ctx, res); err != nil {
+		return err
+	}
+	if err := d.purgeRemoved(ctx); err != nil {
 		return err
 	}
 	return d.pull(ctx, res)
@@ -110,16 +116,22 @@ func (d *Device) outboxStreams() ([]syncproto.StreamID, error) {
 // pushOne seals up to maxBatchDeltas pending deltas of a stream under the
 // newest epoch key and sends them; it returns how many it sent.
 func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *SyncResult) (int, error) {
-	rows, err := d.db().Query(`SELECT delta FROM local_outbox WHERE stream = ? ORDER BY n LIMIT ?`, stream[:], maxBatchDeltas)
+	rows, err := d.db().Query(`SELECT delta, head_pos, head_hash FROM local_outbox WHERE stream = ? ORDER BY n LIMIT ?`, stream[:], maxBatchDeltas)
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
 	var deltas []*syncproto.Delta
+	var written syncproto.Head // the newest head any of these was written under
 	for rows.Next() {
-		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
+		var raw, hh []byte
+		var hp int64
+		if err := rows.Scan(&raw, &hp, &hh); err != nil {
 			rows.Close()
 			return 0, err
+		}
+		if syncproto.ChainPos(hp) >= written.Pos {
+			written.Pos = syncproto.ChainPos(hp)
+			copy(written.Hash[:], hh)
 		}
 		dl, err := syncproto.UnmarshalDelta(raw)
 		if err != nil {
@@ -137,15 +149,18 @@ func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *Sy
 		return 0, fmt.Errorf("push: stream %s has no key epoch yet", stream)
 	}
 	epoch := str.Current().Epoch
+	head, _ := d.chain.Head()
 	if !str.Current().Has(d.pc.device) {
 		// Removed from the stream: seal under the last epoch this device
-		// had; the relay accepts it if it was written before the removal.
+		// had, naming the chain head the edits were written under; the
+		// relay accepts them if that was before the removal.
 		for i := len(str.Epochs) - 1; i >= 0; i-- {
 			if str.Epochs[i].Has(d.pc.device) {
 				epoch = str.Epochs[i].Epoch
 				break
 			}
 		}
+		head = written
 	}
 	key, err := d.epochKey(stream, epoch)
 	if err != nil {
@@ -158,7 +173,6 @@ func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *Sy
 	if err != nil {
 		return 0, err
 	}
-	head, _ := d.chain.Head()
 	hdr := syncproto.Batch{Tenant: d.pc.tenant, Stream: stream, Epoch: epoch, Author: d.pc.device,
 		Counter: counter + 1, Prev: prev, ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())}
 	b, err := syncproto.SealBatch(hdr, key, d.kf.Sign, deltas)
