@@ -49,7 +49,7 @@ secret_address=@- to type the address on stdin, out of shell history.`,
 		usage:   "RESIDENT FIELD=VALUE...",
 		help: `RESIDENT is the resident id or pseudonym. FIELD=@- reads the value from
 stdin, so secrets never reach shell history or the process list.
-Fields: see docs/CASE-MODEL.md (e.g. legal_name, secret_address, address_code=6|7|none).`,
+Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_code=6|7|none).`,
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) < 2 {
 				return usagef("want RESIDENT and at least one FIELD=VALUE")
