@@ -60,6 +60,13 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	if err := d.fetchKeys(ctx); err != nil {
 		return err
 	}
+	if d.cfg.Role == RoleCoordinator {
+		// Heal what an interrupted admin action left: every stream keyed
+		// to exactly the devices that should hold it.
+		if err := d.rekeyAll(ctx); err != nil {
+			return err
+		}
+	}
 	if err := d.push(ctx, res); err != nil {
 		return err
 	}

@@ -276,10 +276,15 @@ func (e *env) confirm(question string) bool {
 	return line == "y" || line == "yes"
 }
 
+// testWorkFactor is the scrypt cost of new identity and recovery files;
+// zero (the product) means the default. Only this package's tests set it.
+var testWorkFactor int
+
 // options are the client options shared by every command.
 func (e *env) options() client.Options {
 	return client.Options{
 		Home:       client.DefaultHome(),
+		WorkFactor: testWorkFactor,
 		Passphrase: e.passphraseSource(),
 		Notice:     func(s string) { fmt.Fprintf(e.stderr, "fristed: %s\n", s) },
 	}
