@@ -151,6 +151,35 @@ func RenderResident(w io.Writer, v *replica.ResidentView) error {
 	return v.Render(w)
 }
 
+// RenderResident writes a case as readable text, with log authors shown
+// by their worker's name from the directory where this device knows it.
+func (d *Device) RenderResident(w io.Writer, v *replica.ResidentView) error {
+	c := *v
+	c.Log = append([]replica.LogEntry(nil), v.Log...)
+	for i, e := range c.Log {
+		if n := d.authorName(e.Author); n != "" {
+			c.Log[i].Author = n
+		}
+	}
+	return c.Render(w)
+}
+
+// authorName returns the worker (or "coordinator") behind a device id.
+func (d *Device) authorName(device string) string {
+	id, err := syncproto.ParseDeviceID(device)
+	if err != nil {
+		return ""
+	}
+	dev := d.chain.State().Devices[id]
+	if dev == nil {
+		return ""
+	}
+	if dev.Role == syncproto.RoleCoordinator {
+		return "coordinator"
+	}
+	return d.labelOf(kindWorker, syncproto.DeltaID(dev.Worker))
+}
+
 // ChangePassphrase re-encrypts the identity file under a new passphrase.
 func ChangePassphrase(opts Options, newPass []byte) error {
 	path := filepath.Join(opts.Home, identityFile)

@@ -259,7 +259,7 @@ func (dm *demo) story(invite string) error {
 				return err
 			}
 			var buf bytes.Buffer
-			if err := client.RenderResident(&buf, v); err != nil {
+			if err := d.RenderResident(&buf, v); err != nil {
 				return err
 			}
 			dm.say("   --- %s's laptop ---", who)

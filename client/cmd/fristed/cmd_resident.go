@@ -88,7 +88,7 @@ Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_c
 				if flagBool(fs, "json") {
 					return json.NewEncoder(e.stdout).Encode(v)
 				}
-				return client.RenderResident(e.stdout, v)
+				return d.RenderResident(e.stdout, v)
 			})
 		},
 	})
