@@ -161,3 +161,28 @@ func sealedField(name string) bool {
 	}
 	return false
 }
+
+func init() {
+	register(&command{
+		name:    "resident close",
+		summary: "close a case on move-out (coordinator)",
+		usage:   "RESIDENT --moved-to CATEGORY",
+		help: `CATEGORY (table 5-1): own_alone, own_friends, own_partner, family_parents,
+family_mother, family_spouse, crisis_centre, other_unit. Keeps a summary
+with nothing identifying (unit, months, category, follow-up minutes) for
+the annual report.`,
+		flags: func(fs *flag.FlagSet) { fs.String("moved-to", "", "where the resident moved") },
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) != 1 || flagStr(fs, "moved-to") == "" {
+				return usagef("want RESIDENT --moved-to CATEGORY")
+			}
+			return e.withDevice(func(d *client.Device) error {
+				if err := d.ResidentClose(e.ctx, args[0], flagStr(fs, "moved-to")); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.stderr, "case closed")
+				return nil
+			})
+		},
+	})
+}
