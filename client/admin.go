@@ -108,6 +108,9 @@ func (d *Device) ResidentAdd(ctx context.Context, p ResidentAddParams) (syncprot
 	if strings.TrimSpace(p.Pseudonym) == "" {
 		return syncproto.StreamID{}, errors.New("resident add: --pseudonym is required")
 	}
+	if strings.ContainsAny(p.Pseudonym+p.Unit, "\r\n\t") {
+		return syncproto.StreamID{}, errors.New("resident add: --pseudonym and --unit must be one line")
+	}
 	if _, err := time.Parse("2006-01-02", p.Arrived); err != nil {
 		return syncproto.StreamID{}, fmt.Errorf("resident add: --arrived %q: want YYYY-MM-DD", p.Arrived)
 	}

@@ -23,8 +23,8 @@ func (d *Device) residentForEdit(ref string) (syncproto.StreamID, error) {
 	if err != nil {
 		return sid, err
 	}
-	if s := d.chain.State().Streams[sid]; s == nil || s.Current() == nil {
-		return sid, fmt.Errorf("%w %s", ErrUnknownRes, ref)
+	if s := d.chain.State().Streams[sid]; s == nil || s.Current() == nil || !d.chain.State().CanRead(d.pc.device, sid) {
+		return sid, fmt.Errorf("%w %s (not assigned to this laptop)", ErrUnknownRes, ref)
 	}
 	return sid, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"filippo.io/age"
 
@@ -77,7 +79,11 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 		return nil, "", err
 	}
 	if err := c.PostEnrolment(ctx, req.Marshal()); err != nil {
+		// The relay never got the request: leave nothing behind, so the
+		// command can simply be run again.
 		d.Close()
+		os.Remove(filepath.Join(opts.Home, identityFile))
+		os.RemoveAll(filepath.Join(opts.Home, vaultDir))
 		return nil, "", err
 	}
 	return d, req.Code(), nil

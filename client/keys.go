@@ -105,26 +105,19 @@ func desiredDevices(st *syncproto.State, stream syncproto.StreamID) []syncproto.
 
 // startEpoch gives a stream a new key, wrapped to devices: the signed
 // statement carries a commitment to it; each device gets its own wrapped
-// copy through the relay. Devices that are new to the stream also get the
-// older keys this coordinator holds, so they can read the history.
+// copy through the relay. Devices that were not in older epochs then get
+// those keys too (shareHistory), so they can read the history.
 func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devices []syncproto.DeviceID) (syncproto.Epoch, error) {
 	st := d.chain.State()
 	str := st.Streams[stream]
 	if str == nil {
 		return 0, fmt.Errorf("start epoch: unknown stream %s", stream)
 	}
-	var old []syncproto.EpochInfo
-	next := syncproto.Epoch(1)
-	if cur := str.Current(); cur != nil {
-		next = cur.Epoch + 1
-		old = append(old, str.Epochs...)
-	}
-	prevDevices := map[syncproto.DeviceID]bool{}
-	for _, e := range old {
-		for _, dv := range e.Devices {
-			prevDevices[dv] = true
-		}
-	}
+	// Epoch numbers are never reused, not even those of epochs a
+	// compromised-since revocation voided: batches sealed under a voided
+	// key must not be mistaken for the new one's.
+	next := d.maxEpochEver(stream) + 1
+
 	key, err := fcrypto.NewKey()
 	if err != nil {
 		return 0, err
@@ -147,19 +140,65 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 		if err := d.wrapTo(ctx, stream, next, key, dv); err != nil {
 			return 0, err
 		}
-		if !prevDevices[dv] {
-			for _, e := range old {
-				k, err := d.epochKey(stream, e.Epoch)
-				if err != nil {
-					continue // an epoch this coordinator never held
-				}
-				if err := d.wrapTo(ctx, stream, e.Epoch, k, dv); err != nil {
-					return 0, err
-				}
-			}
-		}
+	}
+	if err := d.shareHistory(ctx, stream); err != nil {
+		return 0, err
 	}
 	return next, nil
+}
+
+// shareHistory gives every device of a stream's current epoch the older
+// epoch keys it was not part of (a device new to the stream, back after an
+// unassignment, or a coordinator enrolled by recovery), so it can read the
+// history. Each key is sent to each device once; what was sent is
+// remembered in the replica.
+func (d *Device) shareHistory(ctx context.Context, stream syncproto.StreamID) error {
+	str := d.chain.State().Streams[stream]
+	if str == nil || str.Purged || str.Current() == nil {
+		return nil
+	}
+	cur := str.Current()
+	for _, dv := range cur.Devices {
+		if dv == d.pc.device {
+			continue
+		}
+		for _, e := range str.Epochs[:len(str.Epochs)-1] {
+			if e.Has(dv) {
+				continue
+			}
+			var n int
+			if err := d.db().QueryRow(`SELECT COUNT(*) FROM local_shared WHERE stream = ? AND epoch = ? AND device = ?`,
+				stream[:], int64(e.Epoch), dv[:]).Scan(&n); err != nil {
+				return fmt.Errorf("read shared keys: %w", err)
+			}
+			if n > 0 {
+				continue
+			}
+			k, err := d.epochKey(stream, e.Epoch)
+			if err != nil {
+				continue // an epoch this coordinator never held
+			}
+			if err := d.wrapTo(ctx, stream, e.Epoch, k, dv); err != nil {
+				return err
+			}
+			if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_shared (stream, epoch, device) VALUES (?, ?, ?)`,
+				stream[:], int64(e.Epoch), dv[:]); err != nil {
+				return fmt.Errorf("record shared key: %w", err)
+			}
+			d.dirty = true
+		}
+	}
+	return nil
+}
+
+// shareAllHistory runs shareHistory on every stream (coordinators, at sync).
+func (d *Device) shareAllHistory(ctx context.Context) error {
+	for id := range d.chain.State().Streams {
+		if err := d.shareHistory(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *Device) wrapTo(ctx context.Context, stream syncproto.StreamID, epoch syncproto.Epoch, k *fcrypto.Key, dev syncproto.DeviceID) error {
@@ -209,4 +248,16 @@ func sameDevices(a, b []syncproto.DeviceID) bool {
 		}
 	}
 	return true
+}
+
+// maxEpochEver is the highest epoch number any statement of the chain,
+// void or not, ever gave the stream.
+func (d *Device) maxEpochEver(stream syncproto.StreamID) syncproto.Epoch {
+	var max syncproto.Epoch
+	for pos := 0; pos < d.chain.Len(); pos++ {
+		if es, ok := d.chain.Statement(syncproto.ChainPos(pos)).Body.(*syncproto.EpochStarted); ok && es.Stream == stream && es.Epoch > max {
+			max = es.Epoch
+		}
+	}
+	return max
 }

@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS local_inflight (stream BLOB PRIMARY KEY, raw BLOB NOT
 CREATE TABLE IF NOT EXISTS local_cursor (stream BLOB PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS local_authors (stream BLOB NOT NULL, device BLOB NOT NULL, counter INTEGER NOT NULL,
 	last BLOB NOT NULL, PRIMARY KEY (stream, device));
+CREATE TABLE IF NOT EXISTS local_shared (stream BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL,
+	PRIMARY KEY (stream, epoch, device));
 CREATE TABLE IF NOT EXISTS local_receipts (stream BLOB NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL,
 	PRIMARY KEY (stream, seq));
 `

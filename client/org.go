@@ -126,6 +126,12 @@ func OrgInit(ctx context.Context, opts Options, p OrgInitParams) (*Device, error
 	}
 	got, err := c.CreateTenant(ctx, p.Invite, raws)
 	if err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) {
+			// Refused outright: no org exists for this root key, so its
+			// recovery file is worthless; remove it so a retry can write one.
+			shredFile(p.RecoveryOut)
+		}
 		return nil, err
 	}
 	if got != tenant {

@@ -66,6 +66,9 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 		if err := d.rekeyAll(ctx); err != nil {
 			return err
 		}
+		if err := d.shareAllHistory(ctx); err != nil {
+			return err
+		}
 	}
 	if err := d.push(ctx, res); err != nil {
 		return err
@@ -266,11 +269,7 @@ func (d *Device) sendInflight(ctx context.Context, stream syncproto.StreamID, b 
 			// deltas under the new key on the next round.
 			return d.dropInflight(ctx, b)
 		}
-		var rev *transport.RevokedError
-		if errors.As(err, &rev) {
-			return 0, d.handleRevoked(rev)
-		}
-		return 0, err
+		return 0, d.refused(err)
 	}
 	rc, err := syncproto.UnmarshalReceipt(rcRaw)
 	if err != nil {
@@ -461,6 +460,13 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	}
 	author := d.chain.State().Devices[b.Author]
 	if author == nil {
+		if d.voidedDevice(b.Author) {
+			// Enrolled by a coordinator laptop after the point it was
+			// compromised since: the device never existed, its batches
+			// are void like the compromised laptop's own.
+			d.opts.notice("ignored batch %d of %s: written by a device whose enrolment was voided", p.Seq, stream)
+			return 0, d.advanceCursor(stream, p)
+		}
 		return 0, fmt.Errorf("batch %d of %s: unknown author", p.Seq, stream)
 	}
 	// Each author's batches must arrive in the author's order: the counter
@@ -514,6 +520,26 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		n = len(deltas)
 	}
 	return n, d.acceptAuthor(stream, b, h, p)
+}
+
+// voidedDevice reports whether dev was enrolled only by chain statements
+// that a compromised-since revocation voided.
+func (d *Device) voidedDevice(dev syncproto.DeviceID) bool {
+	for pos := 0; pos < d.chain.Len(); pos++ {
+		var enrolled syncproto.DeviceID
+		switch b := d.chain.Statement(syncproto.ChainPos(pos)).Body.(type) {
+		case *syncproto.DeviceEnrolled:
+			enrolled = b.Device
+		case *syncproto.CoordinatorDelegated:
+			enrolled = b.Device
+		default:
+			continue
+		}
+		if enrolled == dev && d.chain.IsVoid(syncproto.ChainPos(pos)) {
+			return true
+		}
+	}
+	return false
 }
 
 // MaxClockSkew is how far a delta's clock may run ahead of the relay's
