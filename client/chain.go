@@ -70,11 +70,7 @@ func (d *Device) refreshChain(ctx context.Context) error {
 	from := syncproto.ChainPos(d.chain.Len())
 	stmts, err := c.Chain(ctx, from)
 	if err != nil {
-		var rev *transport.RevokedError
-		if errors.As(err, &rev) {
-			return d.handleRevoked(rev)
-		}
-		return err
+		return d.refused(err)
 	}
 	if len(stmts) == 0 && from > 0 {
 		// The relay must at least still have what we saw: ask for our head.

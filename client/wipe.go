@@ -1,6 +1,7 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,23 @@ const wipedMarker = "WIPED"
 // ErrForgedWipe means the relay refused this device but could not prove a
 // revocation: nothing was wiped.
 var ErrForgedWipe = fmt.Errorf("the relay refused this device without a valid signed revocation; nothing was wiped")
+
+// refused turns the relay's refusal of this device into what the device
+// does about it: a revocation that verifies wipes it; the device_revoked
+// code without one (which anyone can send) wipes nothing and says so,
+// instead of repeating the relay's word that the device is revoked. Other
+// errors pass through.
+func (d *Device) refused(err error) error {
+	var rev *transport.RevokedError
+	if errors.As(err, &rev) {
+		return d.handleRevoked(rev)
+	}
+	var we *syncproto.Error
+	if errors.As(err, &we) && we.Code == syncproto.CodeDeviceRevoked {
+		return fmt.Errorf("%w (it sent no revocation)", ErrForgedWipe)
+	}
+	return err
+}
 
 // handleRevoked obeys a wipe order only if it verifies: the chain the relay
 // sent must verify from genesis against this device's pinned org
