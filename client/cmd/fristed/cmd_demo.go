@@ -292,6 +292,40 @@ func (dm *demo) story(invite string) error {
 	if found != "" {
 		return fmt.Errorf("the relay's files hold %q", found)
 	}
+	dm.title("Kari's laptop is lost: the coordinator revokes it")
+	var kariDev string
+	if err := dm.as("kari", func(d *client.Device) error { kariDev = d.ID().String(); return nil }); err != nil {
+		return err
+	}
+	if err := dm.as("coordinator", func(c *client.Device) error {
+		res, err := c.Revoke(ctx, client.RevokeParams{Device: kariDev})
+		if err != nil {
+			return err
+		}
+		dm.say("   revoked %s; %d stream(s) moved to a new key the laptop never gets", res.Device, res.Rekeyed)
+		if _, err := c.LogAdd("Mina", "safety", 15, "Moved the alarm check-in to Thursdays."); err != nil {
+			return err
+		}
+		_, err = c.Sync(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	dm.say("   the coordinator goes on writing, under the new key")
+	err = dm.as("kari", func(d *client.Device) error { _, err := d.Sync(ctx); return err })
+	switch {
+	case errors.Is(err, client.ErrWiped):
+		dm.say("   the lost laptop reaches the relay: refused, shown the signed revocation, verified it, wiped itself")
+	case err == nil:
+		return errors.New("the revoked laptop was not refused")
+	default:
+		return err
+	}
+	if client.Exists(filepath.Join(dm.dir, "kari")) {
+		return errors.New("the revoked laptop still holds its identity")
+	}
+	dm.say("   its directory now holds no identity and no replica")
+
 	if resp, err := http.Get(dm.relay + "/healthz"); err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
