@@ -193,6 +193,11 @@ func ChangePassphrase(opts Options, newPass []byte) error {
 	if strings.TrimSpace(string(newPass)) == "" {
 		return errors.New("the new passphrase is empty")
 	}
+	unlock, err := lockHome(opts.Home)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	old, err := opts.Passphrase(false)
 	if err != nil {
 		return err

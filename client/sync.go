@@ -209,6 +209,24 @@ func (d *Device) recordInflight(b *syncproto.Batch, raw []byte) error {
 	for _, sd := range b.Deltas {
 		ids.Write(sd.ID[:])
 	}
+	// A batch is sealed only after the previous one of the stream was
+	// accepted (or refused as superseded, when the new one reuses its
+	// counter). So on journal replay, an earlier in-flight batch with a
+	// lower counter was accepted: its deltas leave the outbox, as they did
+	// before the crash.
+	var prevRaw []byte
+	err := d.db().QueryRow(`SELECT raw FROM local_inflight WHERE stream = ?`, b.Stream[:]).Scan(&prevRaw)
+	if err == nil {
+		if prev, perr := syncproto.UnmarshalBatch(prevRaw); perr == nil && prev.Counter < b.Counter {
+			for _, sd := range prev.Deltas {
+				if _, err := d.db().Exec(`DELETE FROM local_outbox WHERE id = ?`, sd.ID[:]); err != nil {
+					return fmt.Errorf("record batch: %w", err)
+				}
+			}
+		}
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("record batch: %w", err)
+	}
 	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_inflight (stream, raw, ids) VALUES (?, ?, ?)`,
 		b.Stream[:], raw, ids.Bytes()); err != nil {
 		return fmt.Errorf("record batch: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fristed/fristed/client/transport"
 	"github.com/fristed/fristed/client/vault"
@@ -67,6 +68,14 @@ func (d *Device) wipe() error {
 	d.abandon()
 	d.rep, d.vault = nil, nil
 	errID := shredFile(filepath.Join(d.home, identityFile))
+	// A crash during an identity rewrite can leave a temp copy of it.
+	if entries, err := os.ReadDir(d.home); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "."+identityFile+".tmp-") {
+				shredFile(filepath.Join(d.home, e.Name()))
+			}
+		}
+	}
 	errV := vault.Destroy(vault.OSFS{}, filepath.Join(d.home, vaultDir))
 	os.WriteFile(filepath.Join(d.home, wipedMarker), []byte("revoked by a coordinator; wiped\n"), 0o600)
 	syncDir(d.home)
