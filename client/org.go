@@ -175,6 +175,9 @@ func (d *Device) setupStreams(ctx context.Context, orgName string) error {
 		if err := d.setDirectory(kindOrg, orgRecord, map[string]string{"name": orgName}); err != nil {
 			return err
 		}
+		if err := d.setDirectory(kindDevice, syncproto.DeltaID(d.pc.device), map[string]string{"name": "first coordinator laptop"}); err != nil {
+			return err
+		}
 	}
 	var res SyncResult
 	return d.push(ctx, &res)

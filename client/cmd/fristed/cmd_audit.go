@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/fristed/fristed/client"
+)
+
+func init() {
+	register(&command{
+		name:    "audit show",
+		summary: "who did what, when: admin acts, relay facts and reveals (coordinator)",
+		usage:   "[--resident R] [--since YYYY-MM-DD|RFC3339] [--json]",
+		help: `Lists the signed admin statements of the chain (enrolments, revocations,
+assignments, closings, envelope releases, refused laptops) and the access
+events laptops record (reveals of sealed fields), in plain language, from
+this laptop's replica: run fristed sync first for the latest.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.String("resident", "", "only this resident (id or pseudonym)")
+			fs.String("since", "", "only from this date or time on")
+			fs.Bool("json", false, "print JSON")
+		},
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			var since time.Time
+			if s := flagStr(fs, "since"); s != "" {
+				var err error
+				if since, err = time.Parse("2006-01-02", s); err != nil {
+					if since, err = time.Parse(time.RFC3339, s); err != nil {
+						return usagef("--since %q: want YYYY-MM-DD or an RFC 3339 time", s)
+					}
+				}
+			}
+			return e.withDevice(func(d *client.Device) error {
+				entries, err := d.AuditShow(flagStr(fs, "resident"), since)
+				if err != nil {
+					return err
+				}
+				if flagBool(fs, "json") {
+					if entries == nil {
+						entries = []client.AuditEntry{}
+					}
+					return json.NewEncoder(e.stdout).Encode(entries)
+				}
+				fmt.Fprint(e.stdout, client.FormatAudit(entries))
+				return nil
+			})
+		},
+	})
+}
