@@ -175,7 +175,7 @@ func (d *Device) setupStreams(ctx context.Context, orgName string) error {
 		if err := d.setDirectory(kindOrg, orgRecord, map[string]string{"name": orgName}); err != nil {
 			return err
 		}
-		if err := d.setDirectory(kindDevice, syncproto.DeltaID(d.pc.device), map[string]string{"name": "first coordinator laptop"}); err != nil {
+		if err := d.setDirectory(kindDevice, syncproto.DeltaID(d.pc.device), map[string]string{"name": d.cfg.Name}); err != nil {
 			return err
 		}
 	}
