@@ -177,6 +177,75 @@
 //	GET  /v1/t/{tenant}/devices/last-seen             (coordinators)
 //	     200 {"d_...": "YYYY-MM-DD"} (UTC days, set at each login)
 //
+// # Sealed alarm envelopes
+//
+// An envelope has two layers: the inner one, the signed card age-encrypted
+// to the police contact (the relay cannot read it), and the outer one,
+// the inner layer padded to a fixed size and encrypted to a one-time
+// hybrid release identity that the relay makes and keeps sealed under the
+// KEK (secret kind "release", name "<alarm>/<generation>"). Every outer
+// layer has the same size. The alarm id (a_...) and the release
+// credential's secret stay the same across re-seals.
+//
+//	POST /v1/t/{tenant}/envelopes/{alarm}/release-key  (coordinators)
+//	     200 {"recipient": "age1pq1...", "generation": N}: a fresh release
+//	     recipient for the alarm's next generation (the chain's latest
+//	     "envelope sealed" generation + 1, or 1). Every earlier release
+//	     identity of the alarm is destroyed first (and the KEK rotated), so
+//	     an outer layer sealed to one of them can never be opened again,
+//	     and the envelope cannot be released until the new generation is
+//	     uploaded. Asking again replaces the key of the same generation.
+//	PUT  /v1/t/{tenant}/envelopes/{alarm}                (coordinators)
+//	     {"generation": N, "outer": b64, "secret_hash": "h_..."}
+//	     201 {"generation": N}. secret_hash is syncproto.Hash of the
+//	     SHA-256 of the release credential's 32-byte secret. The chain must
+//	     hold a coordinator-signed "envelope sealed" statement for the
+//	     alarm whose generation is N (404 not_found if there is none for
+//	     the alarm, 409 conflict for another generation, or if that
+//	     generation was released); the outer layer must be the fixed size
+//	     (400 bad_request), sealed to generation N's release key (409
+//	     conflict if that key does not exist: ask for one), and hold an
+//	     inner layer whose commitment (crypto.InnerCommitment) is the
+//	     statement's (422 invalid_statement otherwise). Replaces an earlier
+//	     generation's outer layer and clears its release; the same upload
+//	     again is a no-op.
+//	POST /v1/t/{tenant}/envelopes/{alarm}/release        (no login)
+//	     {"secret": b64 32 bytes, "nonce": b64 16 to 32 random bytes}
+//	     200 {"inner": b64 the inner layer (an age file),
+//	          "sealed_statement": b64 the "envelope sealed" statement,
+//	          "proof": [b64 every statement from genesis up to and
+//	                    including the sealed statement],
+//	          "sealed_at": RFC 3339, "released_at": RFC 3339,
+//	          "retry": false}
+//	     The secret is the credential. An unknown tenant, an unknown alarm
+//	     and a wrong secret get the same 404 not_found with the same
+//	     message. The first release wins, across every relay process: the
+//	     relay strips the outer layer, destroys the release identity (KEK
+//	     rotation), appends a relay-signed "envelope released" fact to the
+//	     chain and answers. The same request again (same nonce) within 10
+//	     minutes gets the same inner layer with "retry": true and finishes
+//	     whatever the first attempt left undone (it is not a new release);
+//	     any other request gets 409 already_released "already released at
+//	     <RFC 3339 time>" and nothing else. 409 conflict while a re-seal is
+//	     half done (a new key asked for, its outer layer not uploaded):
+//	     use the emergency card. 400 bad_request for a malformed body. The
+//	     route has its own strict per-address budget (a burst of 30, then
+//	     one request per 6 seconds): 429 rate_limited.
+//	     The client checks the sealed statement and its proof against the
+//	     org fingerprint and the inner layer's hash before it hands the
+//	     inner layer over. An alarm centre without the fristed binary can
+//	     make the same call with curl and open the result with age:
+//
+//	        NONCE=$(head -c 16 /dev/urandom | base64)
+//	        curl --fail-with-body -sS -X POST \
+//	          -H 'Content-Type: application/json' \
+//	          -d '{"secret": "<base64 secret>", "nonce": "'"$NONCE"'"}' \
+//	          https://relay.example/v1/t/t_.../envelopes/a_.../release > answer.json
+//	        jq -r .inner answer.json | base64 -d | age -d -i police-key.txt
+//
+//	     If the answer is lost, repeat the same curl with the same $NONCE.
+//	     This plain form skips the check of the sealed statement.
+//
 // # Keys and files
 //
 // The data directory (--data DIR, 0700) holds relay.key, the relay's

@@ -84,6 +84,7 @@ type Relay struct {
 	hub         *hub
 	addrLimit   *limiter
 	deviceLimit *limiter
+	env         *envelopeState
 	metrics     *metrics
 	echo        *echo.Echo
 
@@ -217,6 +218,7 @@ func (r *Relay) routes() *echo.Echo {
 	e.GET(t+"/keys", r.authed(anyDevice, r.getKeys))
 	e.DELETE(t+"/keys/:stream/:epoch", r.authed(anyDevice, r.ackKey))
 	e.GET(t+"/devices/last-seen", r.authed(coord, r.lastSeen))
+	r.envelopeRoutes(e, t)
 	return e
 }
 
