@@ -644,3 +644,80 @@ func (c *Client) LastSeen(ctx context.Context) (map[syncproto.DeviceID]string, e
 	}
 	return res, nil
 }
+
+// ReleaseKey asks for a fresh release recipient for an alarm's next
+// envelope generation (coordinators).
+func (c *Client) ReleaseKey(ctx context.Context, alarm syncproto.AlarmID) (fcrypto.BoxRecipient, uint32, error) {
+	var out struct {
+		Recipient  string `json:"recipient"`
+		Generation uint32 `json:"generation"`
+	}
+	if _, _, err := c.do(ctx, http.MethodPost, c.tpath("/envelopes/"+alarm.String()+"/release-key"), nil, nil, "", true, &out); err != nil {
+		return fcrypto.BoxRecipient{}, 0, fmt.Errorf("ask for a release key: %w", err)
+	}
+	r, err := fcrypto.ParseBoxRecipient(out.Recipient)
+	if err != nil || out.Generation == 0 {
+		return fcrypto.BoxRecipient{}, 0, errors.New("ask for a release key: malformed relay answer")
+	}
+	return r, out.Generation, nil
+}
+
+// PutEnvelope uploads an envelope's outer layer with the hash of its
+// release credential's secret (coordinators).
+func (c *Client) PutEnvelope(ctx context.Context, alarm syncproto.AlarmID, generation uint32, outer []byte, secretHash syncproto.Hash) error {
+	body, err := json.Marshal(map[string]any{"generation": generation, "outer": b64(outer), "secret_hash": secretHash.String()})
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.do(ctx, http.MethodPut, c.tpath("/envelopes/"+alarm.String()), nil, body, "application/json", true, nil); err != nil {
+		return fmt.Errorf("upload envelope: %w", err)
+	}
+	return nil
+}
+
+// Released is the relay's answer to a release; nothing in it is checked
+// yet.
+type Released struct {
+	Inner      []byte
+	Sealed     []byte   // the coordinator-signed "envelope sealed" statement
+	Proof      [][]byte // the chain from genesis up to and including Sealed
+	SealedAt   time.Time
+	ReleasedAt time.Time
+	Retry      bool
+}
+
+// Release asks the relay to release an envelope. No login: the secret is
+// the credential. A retry after a lost answer must reuse the nonce.
+func (c *Client) Release(ctx context.Context, alarm syncproto.AlarmID, secret, nonce []byte) (*Released, error) {
+	body, err := json.Marshal(map[string]string{"secret": b64(secret), "nonce": b64(nonce)})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Inner      string   `json:"inner"`
+		Sealed     string   `json:"sealed_statement"`
+		Proof      []string `json:"proof"`
+		SealedAt   string   `json:"sealed_at"`
+		ReleasedAt string   `json:"released_at"`
+		Retry      bool     `json:"retry"`
+	}
+	if _, _, err := c.do(ctx, http.MethodPost, c.tpath("/envelopes/"+alarm.String()+"/release"), nil, body, "application/json", false, &out); err != nil {
+		return nil, fmt.Errorf("release: %w", err)
+	}
+	rel := &Released{Retry: out.Retry}
+	if rel.Inner, err = unb64(out.Inner); err != nil {
+		return nil, err
+	}
+	if rel.Sealed, err = unb64(out.Sealed); err != nil {
+		return nil, err
+	}
+	if rel.Proof, err = unb64All(out.Proof); err != nil {
+		return nil, err
+	}
+	rel.SealedAt, _ = time.Parse(time.RFC3339, out.SealedAt)
+	rel.ReleasedAt, _ = time.Parse(time.RFC3339, out.ReleasedAt)
+	if len(rel.Inner) == 0 || len(rel.Sealed) == 0 || len(rel.Proof) == 0 {
+		return nil, errors.New("release: malformed relay answer")
+	}
+	return rel, nil
+}

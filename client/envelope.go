@@ -1,0 +1,468 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/fristed/fristed/client/replica"
+	"github.com/fristed/fristed/client/transport"
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+)
+
+const kindAlarm = "alarm"
+
+// PoliceKeygen writes a new hybrid post-quantum age identity to path in the
+// stock age identity file format (mode 0600; an existing file is never
+// overwritten) and returns its recipient.
+func PoliceKeygen(path string) (string, error) {
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		return "", fmt.Errorf("police keygen: %w", err)
+	}
+	rcpt := id.Recipient().String()
+	content := fmt.Sprintf("# created: %s\n# public key: %s\n%s\n", time.Now().UTC().Format(time.RFC3339), rcpt, id.String())
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("police keygen: %s exists; not overwriting it", path)
+		}
+		return "", fmt.Errorf("police keygen: %w", err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", fmt.Errorf("police keygen: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("police keygen: %w", err)
+	}
+	return rcpt, nil
+}
+
+// PoliceAdd registers a police contact: a random contact id in the chain,
+// the name and age recipient only in the encrypted directory. It returns
+// the contact id and the recipient's fingerprint (to confirm by phone).
+func (d *Device) PoliceAdd(ctx context.Context, name, recipient string) (syncproto.ContactID, string, error) {
+	if err := d.requireCoordinator(); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	name, recipient = strings.TrimSpace(name), strings.TrimSpace(recipient)
+	if name == "" || len(name) > 200 || strings.ContainsAny(name, "\n\r\t") {
+		return syncproto.ContactID{}, "", errors.New("police add: a name of 1 to 200 characters on one line is required")
+	}
+	if _, err := fcrypto.ParsePoliceRecipient(recipient); err != nil {
+		return syncproto.ContactID{}, "", fmt.Errorf("police add: --recipient: %w (want age1... or age1pq1...)", err)
+	}
+	if err := d.refreshChain(ctx); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	if err := d.pullDirectory(ctx); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	if _, _, err := d.policeByName(name); err == nil {
+		return syncproto.ContactID{}, "", fmt.Errorf("police add: a police contact named %q exists", name)
+	}
+	id := syncproto.NewContactID()
+	if _, err := d.postStatement(ctx, &syncproto.PoliceContactAdded{Contact: id}, nil); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	if err := d.setDirectory(kindPolice, syncproto.DeltaID(id), map[string]string{"name": name, "recipient": recipient}); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	var res SyncResult
+	if err := d.push(ctx, &res); err != nil {
+		return syncproto.ContactID{}, "", err
+	}
+	return id, fcrypto.RecipientFingerprint(recipient), d.save()
+}
+
+// policeByName finds a police contact registered in the chain by its
+// directory name.
+func (d *Device) policeByName(name string) (syncproto.ContactID, age.Recipient, error) {
+	ls, err := d.labels(kindPolice)
+	if err != nil {
+		return syncproto.ContactID{}, nil, err
+	}
+	st := d.chain.State()
+	for _, l := range ls {
+		if !strings.EqualFold(l.Fields["name"], strings.TrimSpace(name)) {
+			continue
+		}
+		id := syncproto.ContactID(l.ID)
+		if _, ok := st.Contacts[id]; !ok {
+			continue
+		}
+		r, err := fcrypto.ParsePoliceRecipient(l.Fields["recipient"])
+		if err != nil {
+			return id, nil, fmt.Errorf("police contact %q: %w", name, err)
+		}
+		return id, r, nil
+	}
+	return syncproto.ContactID{}, nil, fmt.Errorf("unknown police contact %q (see `fristed police add`)", name)
+}
+
+// Credential is the release credential the police keep: enough to ask the
+// relay for the envelope and to check what comes back. No case data.
+type Credential struct {
+	Alarm    string `json:"alarm"`
+	Tenant   string `json:"tenant"`
+	Secret   string `json:"secret"` // base64, 32 bytes
+	Relay    string `json:"relay"`
+	RelayPin string `json:"relay_pin"`
+	RelayKey string `json:"relay_key"`
+	Org      string `json:"org"`
+}
+
+// CredentialFile is the name `envelope seal` writes the credential to.
+func CredentialFile(alarm syncproto.AlarmID) string {
+	return "fristed-alarm-" + alarm.String() + ".json"
+}
+
+type parsedCredential struct {
+	alarm    syncproto.AlarmID
+	tenant   syncproto.TenantID
+	secret   []byte
+	relay    string
+	pin      string
+	relayKey fcrypto.PublicKey
+	org      fcrypto.Fingerprint
+}
+
+// ReadCredential reads and checks a credential file.
+func ReadCredential(path string) (*Credential, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read credential: %w", err)
+	}
+	var c Credential
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("credential %s: malformed (truncated or edited?)", filepath.Base(path))
+	}
+	if _, err := c.parse(); err != nil {
+		return nil, fmt.Errorf("credential %s: %w", filepath.Base(path), err)
+	}
+	return &c, nil
+}
+
+func (c *Credential) parse() (*parsedCredential, error) {
+	p := &parsedCredential{relay: c.Relay, pin: c.RelayPin}
+	var err error
+	if p.alarm, err = syncproto.ParseAlarmID(c.Alarm); err != nil {
+		return nil, errors.New("malformed alarm id")
+	}
+	if p.tenant, err = syncproto.ParseTenantID(c.Tenant); err != nil {
+		return nil, errors.New("malformed tenant id")
+	}
+	if p.secret, err = base64.StdEncoding.DecodeString(c.Secret); err != nil || len(p.secret) != 32 {
+		return nil, errors.New("malformed secret")
+	}
+	if p.relayKey, err = fcrypto.ParsePublicKey(c.RelayKey); err != nil {
+		return nil, errors.New("malformed relay key")
+	}
+	if p.org, err = fcrypto.ParseFingerprint(c.Org); err != nil {
+		return nil, errors.New("malformed org fingerprint")
+	}
+	if c.Relay == "" {
+		return nil, errors.New("no relay url")
+	}
+	if strings.HasPrefix(c.Relay, "https:") && c.RelayPin == "" {
+		return nil, errors.New("no relay pin for an https relay")
+	}
+	return p, nil
+}
+
+// SealResult is what `envelope seal` reports.
+type SealResult struct {
+	Alarm          syncproto.AlarmID
+	Generation     uint32
+	CredentialPath string
+	CheckCode      string
+	Resealed       bool
+}
+
+// EnvelopeSeal builds and signs a resident's alarm card, seals it to the
+// police contact and the relay's release key, commits to it in the chain,
+// uploads it and records the alarm in the directory. The credential file
+// is written in dir (created on the first seal; a re-seal of the same
+// resident for the same contact reuses the alarm id and needs that file).
+func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string) (*SealResult, error) {
+	if err := d.requireCoordinator(); err != nil {
+		return nil, err
+	}
+	if err := d.refreshChain(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.pullDirectory(ctx); err != nil {
+		return nil, err
+	}
+	sid, err := d.resolveResident(resident)
+	if err != nil {
+		return nil, err
+	}
+	contact, policeRcpt, err := d.policeByName(police)
+	if err != nil {
+		return nil, err
+	}
+	res := &SealResult{CheckCode: d.pc.org.CheckCode()}
+	alarm, found, err := d.alarmFor(sid, contact)
+	if err != nil {
+		return nil, err
+	}
+	var secret []byte
+	c, err := d.client()
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		res.Resealed = true
+		res.CredentialPath = filepath.Join(dir, CredentialFile(alarm))
+		cred, err := ReadCredential(res.CredentialPath)
+		if err != nil {
+			return nil, fmt.Errorf("re-seal of alarm %s needs its credential file %s in this directory: %w", alarm, CredentialFile(alarm), err)
+		}
+		p, err := cred.parse()
+		if err != nil || p.alarm != alarm {
+			return nil, fmt.Errorf("credential file %s is not for alarm %s", res.CredentialPath, alarm)
+		}
+		secret = p.secret
+	} else {
+		alarm = syncproto.NewAlarmID()
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+		// The credential first: an envelope nobody can release is worse
+		// than a credential for an envelope that was never uploaded.
+		if _, err := c.RelayKey(ctx); err != nil {
+			return nil, err
+		}
+		cred := Credential{Alarm: alarm.String(), Tenant: d.pc.tenant.String(), Secret: base64.StdEncoding.EncodeToString(secret),
+			Relay: d.cfg.RelayURL, RelayPin: c.Pin(), RelayKey: d.pc.relayKey.String(), Org: d.pc.org.String()}
+		raw, _ := json.MarshalIndent(cred, "", "  ")
+		res.CredentialPath = filepath.Join(dir, CredentialFile(alarm))
+		if err := writeNew(res.CredentialPath, append(raw, '\n')); err != nil {
+			return nil, fmt.Errorf("write credential: %w", err)
+		}
+	}
+	res.Alarm = alarm
+	committed := found
+	defer func() {
+		// Until the chain commits to a new alarm, a failed seal leaves no
+		// credential behind for an alarm that does not exist.
+		if !committed {
+			os.Remove(res.CredentialPath)
+		}
+	}()
+
+	// Reading the sealed fields is a reveal: audit it first.
+	if err := d.audit("reveal", sid); err != nil {
+		return nil, fmt.Errorf("record the reveal in the audit log: %w", err)
+	}
+	v, err := d.rep.Resident(sid, true)
+	if err != nil {
+		return nil, err
+	}
+	sealedAt := d.opts.now().Truncate(time.Second)
+	if prev := d.chain.State().Envelopes[alarm]; prev != nil {
+		// Each generation's sealed-at is later than the one before, also
+		// when a re-seal follows within the same second.
+		if last := time.UnixMilli(int64(prev.SealedMS)).UTC().Truncate(time.Second); !sealedAt.After(last) {
+			sealedAt = last.Add(time.Second)
+		}
+	}
+	card, err := BuildCard(cardContent(v, alarm, sealedAt), d.pc.device, d.kf.Sign, d.pc.org)
+	if err != nil {
+		return nil, err
+	}
+	rcpt, gen, err := c.ReleaseKey(ctx, alarm)
+	if err != nil {
+		return nil, err
+	}
+	inner, outer, err := fcrypto.SealEnvelope(card, policeRcpt, rcpt)
+	if err != nil {
+		return nil, err
+	}
+	body := &syncproto.EnvelopeSealed{Alarm: alarm, Generation: gen,
+		Inner: syncproto.Hash(fcrypto.InnerCommitment(inner)), SealedMS: uint64(sealedAt.UnixMilli())}
+	if _, err := d.postStatement(ctx, body, nil); err != nil {
+		return nil, err
+	}
+	committed = true
+	if err := c.PutEnvelope(ctx, alarm, gen, outer, syncproto.Hash(sha256.Sum256(secret))); err != nil {
+		return nil, err
+	}
+	res.Generation = gen
+	if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), map[string]string{
+		"resident": sid.String(), "police": syncproto.DeltaID(contact).String(), "sealed_at": sealedAt.Format(time.RFC3339)}); err != nil {
+		return nil, err
+	}
+	var sr SyncResult
+	if err := d.push(ctx, &sr); err != nil {
+		return nil, err
+	}
+	return res, d.save()
+}
+
+// alarmFor finds the alarm sealed earlier for resident and contact.
+func (d *Device) alarmFor(sid syncproto.StreamID, contact syncproto.ContactID) (syncproto.AlarmID, bool, error) {
+	ls, err := d.labels(kindAlarm)
+	if err != nil {
+		return syncproto.AlarmID{}, false, err
+	}
+	st := d.chain.State()
+	for _, l := range ls {
+		a := syncproto.AlarmID(l.ID)
+		if l.Fields["resident"] == sid.String() && l.Fields["police"] == syncproto.DeltaID(contact).String() && st.Envelopes[a] != nil {
+			return a, true, nil
+		}
+	}
+	return syncproto.AlarmID{}, false, nil
+}
+
+// cardContent takes what a card says from a revealed case: the latest
+// threat assessment, the contact persons, the crisis plan.
+func cardContent(v *replica.ResidentView, alarm syncproto.AlarmID, sealedAt time.Time) CardContent {
+	c := CardContent{Alarm: alarm, SealedAt: sealedAt, Pseudonym: v.Fields["pseudonym"], LegalName: v.Fields["legal_name"],
+		SecretAddress: v.Fields["secret_address"], AddressCode: v.Fields["address_code"]}
+	threats := append([]replica.Record(nil), v.Records["threat"]...)
+	sort.SliceStable(threats, func(i, j int) bool { return threats[i].Fields["date"] < threats[j].Fields["date"] })
+	if n := len(threats); n > 0 {
+		c.ThreatActors, c.ThreatVehicles = threats[n-1].Fields["actors"], threats[n-1].Fields["vehicles"]
+	}
+	for _, r := range v.Records["contact"] {
+		c.Contacts = append(c.Contacts, CardContact{Role: r.Fields["role"], Name: r.Fields["name"], Phone: r.Fields["phone"]})
+	}
+	for _, r := range v.Records["crisis"] {
+		in := r.Fields["scenario"]
+		if a := r.Fields["action"]; a != "" {
+			in += ": " + a
+		}
+		c.Instructions = append(c.Instructions, in)
+	}
+	c.Instructions = append(c.Instructions, "Do not disclose the address. Verify this card's check code with the organisation.")
+	return c
+}
+
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// ReleaseResult is a checked release: the inner layer (the age file for
+// the police) and what to show beside it.
+type ReleaseResult struct {
+	Inner     []byte
+	SealedAt  time.Time
+	CheckCode string
+	Retry     bool
+}
+
+// ErrReleaseCheck means the relay's answer did not check out against the
+// org fingerprint in the credential: nothing in it may be used.
+var ErrReleaseCheck = errors.New("the released envelope failed its check")
+
+// EnvelopeRelease asks the relay to release an envelope with a credential
+// and checks the answer: the sealed statement must verify as part of its
+// proof chain from the org's genesis, name this alarm, and commit to the
+// inner layer returned. One call uses one fresh nonce for its own retries.
+func EnvelopeRelease(ctx context.Context, cred *Credential) (*ReleaseResult, error) {
+	p, err := cred.parse()
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	c, err := transport.New(p.relay, transport.Options{Pin: p.pin})
+	if err != nil {
+		return nil, err
+	}
+	c.SetTenant(p.tenant)
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	var rel *transport.Released
+	for attempt := 0; ; attempt++ {
+		rel, err = c.Release(ctx, p.alarm, p.secret, nonce)
+		if err == nil || attempt == 2 || !errors.Is(err, transport.ErrUnreachable) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Second):
+		}
+	}
+	if err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) && we.Code == syncproto.CodeNotFound {
+			return nil, errors.New("release: unknown alarm or wrong credential")
+		}
+		return nil, err
+	}
+	return checkRelease(p, rel)
+}
+
+func checkRelease(p *parsedCredential, rel *transport.Released) (*ReleaseResult, error) {
+	chain := syncproto.NewChain(p.org)
+	var last *syncproto.Statement
+	for i, raw := range rel.Proof {
+		st, err := chain.Append(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: proof statement %d: %v", ErrReleaseCheck, i, err)
+		}
+		last = st
+	}
+	if last == nil || !bytes.Equal(rel.Proof[len(rel.Proof)-1], rel.Sealed) {
+		return nil, fmt.Errorf("%w: the sealed statement is not the end of its proof", ErrReleaseCheck)
+	}
+	if !chain.State().Relay.Equal(p.relayKey) {
+		return nil, fmt.Errorf("%w: the org registered another relay key than the credential's", ErrReleaseCheck)
+	}
+	body, ok := last.Body.(*syncproto.EnvelopeSealed)
+	if !ok || body.Alarm != p.alarm || last.Signer != syncproto.SignerDevice {
+		return nil, fmt.Errorf("%w: the sealed statement is not this alarm's", ErrReleaseCheck)
+	}
+	env := chain.State().Envelopes[p.alarm]
+	if env == nil || env.SealedPos != last.Pos || env.Generation != body.Generation {
+		return nil, fmt.Errorf("%w: the sealed statement is not this alarm's latest", ErrReleaseCheck)
+	}
+	if chain.IsVoid(last.Pos) {
+		return nil, fmt.Errorf("%w: the sealed statement was signed by a device compromised at the time", ErrReleaseCheck)
+	}
+	if dev := chain.State().Devices[last.SignerDevice]; dev == nil || dev.Role != syncproto.RoleCoordinator {
+		return nil, fmt.Errorf("%w: the sealed statement is not a coordinator's", ErrReleaseCheck)
+	}
+	if err := fcrypto.CheckInner(rel.Inner, [32]byte(body.Inner)); err != nil {
+		return nil, fmt.Errorf("%w: the inner layer is not the one the coordinator sealed (someone else encrypted it)", ErrReleaseCheck)
+	}
+	return &ReleaseResult{Inner: rel.Inner, SealedAt: time.UnixMilli(int64(body.SealedMS)).UTC(),
+		CheckCode: p.org.CheckCode(), Retry: rel.Retry}, nil
+}
