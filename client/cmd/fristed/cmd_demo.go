@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/fristed/fristed/client"
 	"github.com/fristed/fristed/server"
 	"github.com/fristed/fristed/server/store/sqlite"
@@ -292,6 +294,58 @@ func (dm *demo) story(invite string) error {
 	if found != "" {
 		return fmt.Errorf("the relay's files hold %q", found)
 	}
+	dm.title("The police contact gets a sealed alarm envelope")
+	policeKey := filepath.Join(dm.dir, "police.key")
+	recipient, err := client.PoliceKeygen(policeKey)
+	if err != nil {
+		return err
+	}
+	dm.say("   the police make a key pair; only the public key (%s...) goes to the coordinator", recipient[:16])
+	var seal *client.SealResult
+	if err := dm.as("coordinator", func(c *client.Device) error {
+		if _, fp, err := c.PoliceAdd(ctx, "Politiet familievold", recipient); err != nil {
+			return err
+		} else {
+			dm.say("   police contact added; key fingerprint %s confirmed by phone", fp)
+		}
+		seal, err = c.EnvelopeSeal(ctx, "Mina", "Politiet familievold", dm.dir)
+		return err
+	}); err != nil {
+		return err
+	}
+	dm.say("   envelope sealed: alarm id %s, check code %s on the police's paper card", seal.Alarm, seal.CheckCode)
+	dm.say("   the relay holds it under a one-time release key; nobody, the police included, can read it yet")
+
+	dm.title("The violence alarm goes off: the police release the envelope")
+	cred, err := client.ReadCredential(seal.CredentialPath)
+	if err != nil {
+		return err
+	}
+	rel, err := client.EnvelopeRelease(ctx, cred)
+	if err != nil {
+		return err
+	}
+	card, err := openWithStockAge(policeKey, rel.Inner)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(card, demoAddress) {
+		return errors.New("the released card does not hold the address")
+	}
+	dm.say("   released once, checked against the org fingerprint (sealed %s, check code %s);", rel.SealedAt.Format("2006-01-02"), rel.CheckCode)
+	dm.say("   opened with the stock age tool and the police key, the card reads:")
+	for _, line := range strings.Split(card, "\n") {
+		if strings.HasPrefix(line, "-- signature") {
+			break
+		}
+		dm.say("   | %s", line)
+	}
+	if _, err := client.EnvelopeRelease(ctx, cred); err == nil {
+		return errors.New("a second release was not refused")
+	} else {
+		dm.say("   a second release request: %v", err)
+	}
+
 	dm.title("Kari's laptop is lost: the coordinator revokes it")
 	var kariDev string
 	if err := dm.as("kari", func(d *client.Device) error { kariDev = d.ID().String(); return nil }); err != nil {
@@ -326,6 +380,15 @@ func (dm *demo) story(invite string) error {
 	}
 	dm.say("   its directory now holds no identity and no replica")
 
+	found, scanned, err = scanDir(filepath.Join(dm.dir, "relay"), []string{demoAddress, demoLegal, "Mina", "Kari Nordmann"})
+	if err != nil {
+		return err
+	}
+	dm.say("\n   the relay's files again, after the release and the revocation (%d bytes): %s", scanned,
+		map[bool]string{true: "FOUND (this is a bug)", false: "none found"}[found != ""])
+	if found != "" {
+		return fmt.Errorf("the relay's files hold %q", found)
+	}
 	if resp, err := http.Get(dm.relay + "/healthz"); err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -393,4 +456,24 @@ func randomBytes(n int) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// openWithStockAge decrypts with the age library alone, as the police's
+// `age -d -i police.key` would.
+func openWithStockAge(identityFile string, file []byte) (string, error) {
+	f, err := os.Open(identityFile)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return "", err
+	}
+	r, err := age.Decrypt(bytes.NewReader(file), ids...)
+	if err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(r)
+	return strings.TrimRight(string(b), "\n"), err
 }
