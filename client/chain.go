@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fristed/fristed/client/transport"
 	fcrypto "github.com/fristed/fristed/crypto"
@@ -99,6 +100,10 @@ func (d *Device) refreshChain(ctx context.Context) error {
 				return fmt.Errorf("%w: %v", syncproto.ErrFork, err)
 			}
 			return fmt.Errorf("chain from relay: %w", err)
+		}
+		if rel, ok := st.Body.(*syncproto.EnvelopeReleased); ok && d.cfg.Role == RoleCoordinator {
+			d.opts.notice("alarm envelope %s was released to the police at %s (see fristed audit show)",
+				rel.Alarm, time.UnixMilli(int64(rel.ReleasedMS)).UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
