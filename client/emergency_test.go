@@ -1,0 +1,84 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	fcrypto "github.com/fristed/fristed/crypto"
+)
+
+// TestEmergencyCard: with the relay down, the coordinator writes a card the
+// police open with stock age and that verifies against the org
+// fingerprint; a tampered card, another org, or a card whose proof lacks
+// the signer is refused.
+func TestEmergencyCard(t *testing.T) {
+	d, r, policeFile := envSetup(t)
+	r.Stop() // the alarm goes off while the relay is down
+
+	res, err := d.EnvelopeEmergency("Mina", "Oslo alarm centre")
+	require.NoError(t, err)
+	if !bytes.HasPrefix(res.File, []byte("age-encryption.org/v1")) {
+		t.Fatalf("got %q..., want an age file", res.File[:20])
+	}
+	if bytes.Contains(res.File, []byte(envAddress)) {
+		t.Fatal("the address is in the clear in the emergency file")
+	}
+	text, err := stockOpen(res.File, stockIdentity(t, policeFile))
+	require.NoError(t, err)
+	if !strings.Contains(string(text), envAddress) || !strings.Contains(string(text), "Grey Volvo") {
+		t.Fatalf("got card %q, want the address and the vehicle", text)
+	}
+	v, err := VerifyEmergencyCard(text, d.Org())
+	require.NoError(t, err)
+	if v.Signer != d.ID() || v.CheckCode != d.Org().CheckCode() {
+		t.Errorf("got %+v, want signer %s and check code %s", v, d.ID(), d.Org().CheckCode())
+	}
+
+	// The emergency is in the audit log, waiting to sync.
+	entries, err := d.AuditShow("Mina", d.opts.now().AddDate(0, 0, -1))
+	require.NoError(t, err)
+	found := false
+	for _, e := range entries {
+		found = found || strings.Contains(e.What, "emergency card")
+	}
+	if !found {
+		t.Errorf("got audit %+v, want an emergency card entry", entries)
+	}
+
+	tampered := bytes.Replace(text, []byte(envAddress), []byte("Falskveien 1, 0150 Oslo"), 1)
+	other := fcrypto.OrgFingerprint(mustKey(t).Public())
+	i := bytes.Index(text, []byte(proofMarker))
+	lines := strings.Split(strings.TrimSpace(string(text[i+len(proofMarker):])), "\n")
+	short := append(append([]byte(nil), text[:i+len(proofMarker)]...), []byte("\n"+strings.Join(lines[:1], "\n")+"\n")...)
+	badB64 := append(append([]byte(nil), text[:i+len(proofMarker)]...), []byte("\n!!!\n")...)
+	for name, tc := range map[string]struct {
+		text []byte
+		want string
+	}{
+		"tampered address":        {tampered, "signature"},
+		"another org":             {text, "chain proof"},
+		"proof without signer":    {short, "not an active device"},
+		"malformed proof":         {badB64, "malformed chain proof"},
+		"released card, no proof": {text[:i], "no chain proof"},
+	} {
+		org := d.Org()
+		if name == "another org" {
+			org = other
+		}
+		_, err := VerifyEmergencyCard(tc.text, org)
+		if !errors.Is(err, ErrCardForged) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want ErrCardForged mentioning %q", name, err, tc.want)
+		}
+	}
+}
+
+func mustKey(t *testing.T) *fcrypto.SigningKey {
+	t.Helper()
+	k, err := fcrypto.GenerateSigningKey()
+	require.NoError(t, err)
+	return k
+}
