@@ -47,7 +47,9 @@ check it with fristed envelope verify. Recorded in the audit log.`,
 		help: `FILE is the card after age -d. Checks the chain proof against the org
 fingerprint, that the signer is an enrolled, unrevoked laptop of the org,
 and the card's signature. Needs no device.`,
-		flags: func(fs *flag.FlagSet) { fs.String("org", "", "the org fingerprint (from the credential or the organisation)") },
+		flags: func(fs *flag.FlagSet) {
+			fs.String("org", "", "the org fingerprint (from the credential or the organisation)")
+		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) != 1 || flagStr(fs, "org") == "" {
 				return usagef("want FILE --org FINGERPRINT")
