@@ -2,9 +2,11 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -81,4 +83,33 @@ func mustKey(t *testing.T) *fcrypto.SigningKey {
 	k, err := fcrypto.GenerateSigningKey()
 	require.NoError(t, err)
 	return k
+}
+
+// TestExpiredEnvelopeListed: a coordinator's sync lists envelopes sealed
+// longer ago than the org's envelope expiry, and not fresh ones.
+func TestExpiredEnvelopeListed(t *testing.T) {
+	ctx := context.Background()
+	d, _, _ := envSetup(t)
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	var notices []string
+	d.opts.Notice = func(s string) { notices = append(notices, s) }
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	for _, n := range notices {
+		if strings.Contains(n, "re-seal") {
+			t.Fatalf("got notice %q for a fresh envelope", n)
+		}
+	}
+	later := time.Now().AddDate(0, 0, DefaultEnvelopeExpiryDays+1)
+	d.opts.Now = func() time.Time { return later }
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	found := false
+	for _, n := range notices {
+		found = found || (strings.Contains(n, res.Alarm.String()) && strings.Contains(n, "re-seal"))
+	}
+	if !found {
+		t.Errorf("got notices %q, want one asking to re-seal %s", notices, res.Alarm)
+	}
 }

@@ -69,6 +69,7 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 		if err := d.shareAllHistory(ctx); err != nil {
 			return err
 		}
+		d.noticeExpiredEnvelopes()
 	}
 	if err := d.push(ctx, res); err != nil {
 		return err
@@ -587,4 +588,18 @@ func (d *Device) advanceCursor(stream syncproto.StreamID, p transport.Pulled) er
 	}
 	d.dirty = true
 	return nil
+}
+
+// noticeExpiredEnvelopes lists sealed envelopes older than the org's
+// envelope expiry, for re-sealing. An expired envelope stays releasable.
+func (d *Device) noticeExpiredEnvelopes() {
+	limit := time.Duration(d.Settings().EnvelopeExpiryDays) * 24 * time.Hour
+	now := d.opts.now()
+	for id, env := range d.chain.State().Envelopes {
+		sealed := time.UnixMilli(int64(env.SealedMS))
+		if !env.Released && now.Sub(sealed) > limit {
+			d.opts.notice("alarm envelope %s was sealed %s, more than %d days ago: re-seal it (fristed envelope seal)",
+				id, sealed.UTC().Format("2006-01-02"), d.Settings().EnvelopeExpiryDays)
+		}
+	}
 }
