@@ -76,6 +76,10 @@ type Device struct {
 	// relayKeyMismatch is set when the chain names another relay key than
 	// the one pinned; every sync then fails.
 	relayKeyMismatch bool
+
+	// CardPreview, if set, is shown an alarm card before it is sealed and
+	// must return true to go ahead (a terminal prompt in the CLI).
+	CardPreview func(card []byte) bool
 }
 
 // Exists reports whether home holds a device.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,27 @@ func TestExpiredEnvelopeListed(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("got notices %q, want one asking to re-seal %s", notices, res.Alarm)
+	}
+}
+
+// TestSealPreviewDeclined: a declined preview seals nothing and leaves no
+// credential file behind.
+func TestSealPreviewDeclined(t *testing.T) {
+	d, _, _ := envSetup(t)
+	dir := t.TempDir()
+	var shown []byte
+	d.CardPreview = func(card []byte) bool { shown = card; return false }
+	_, err := d.EnvelopeSeal(context.Background(), "Mina", "Oslo alarm centre", dir)
+	if err == nil || !strings.Contains(err.Error(), "not sealed") {
+		t.Fatalf("got %v, want not sealed", err)
+	}
+	if !strings.Contains(string(shown), envAddress) {
+		t.Errorf("got preview %q, want the card with the address", shown)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("got files %v after a declined seal, want none", left)
+	}
+	if n := len(d.chain.State().Envelopes); n != 0 {
+		t.Errorf("got %d envelopes in the chain, want 0", n)
 	}
 }

@@ -291,6 +291,9 @@ func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string)
 	if err != nil {
 		return nil, err
 	}
+	if d.CardPreview != nil && !d.CardPreview(card) {
+		return nil, errors.New("not sealed")
+	}
 	rcpt, gen, err := c.ReleaseKey(ctx, alarm)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,14 @@ the current directory. Prints the alarm id on the last line.`,
 				return usagef("--police NAME is required")
 			}
 			return e.withDevice(func(d *client.Device) error {
+				if isTerminal(e.stdin) {
+					// Only on a terminal: the sealing user sees what the
+					// police will read before it is sealed.
+					d.CardPreview = func(card []byte) bool {
+						fmt.Fprintf(e.stderr, "%s\n\n", card)
+						return e.confirm("Seal this card for the police?")
+					}
+				}
 				res, err := d.EnvelopeSeal(e.ctx, args[0], flagStr(fs, "police"), ".")
 				if err != nil {
 					return err
