@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 
@@ -108,24 +107,16 @@ and asks to confirm.`,
 				if err != nil {
 					return err
 				}
-				if flagBool(fs, "json") {
-					if ds == nil {
-						ds = []client.DeviceInfo{}
-					}
-					return json.NewEncoder(e.stdout).Encode(ds)
-				}
-				for _, x := range ds {
-					state := ""
+				return listOut(e, flagBool(fs, "json"), ds, func(x client.DeviceInfo) string {
+					state, seen := "", x.LastSeen
 					if x.Revoked {
 						state = "revoked"
 					}
-					seen := x.LastSeen
 					if seen == "" {
 						seen = "-"
 					}
-					fmt.Fprintf(e.stdout, "%-30s %-12s %-20s last seen %-10s %s %s\n", x.ID, x.Role, x.Name, seen, x.Worker, state)
-				}
-				return nil
+					return fmt.Sprintf("%-30s %-12s %-20s last seen %-10s %s %s", x.ID, x.Role, x.Name, seen, x.Worker, state)
+				})
 			})
 		},
 	})

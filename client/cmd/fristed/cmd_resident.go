@@ -106,13 +106,9 @@ Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_c
 				if err != nil {
 					return err
 				}
-				if flagBool(fs, "json") {
-					return json.NewEncoder(e.stdout).Encode(rs)
-				}
-				for _, r := range rs {
-					fmt.Fprintf(e.stdout, "%s  %-20s %-10s arrived %s\n", r.ID, r.Pseudonym, r.Unit, r.Arrived)
-				}
-				return nil
+				return listOut(e, flagBool(fs, "json"), rs, func(r replica.ResidentSummary) string {
+					return fmt.Sprintf("%s  %-20s %-10s arrived %s", r.ID, r.Pseudonym, r.Unit, r.Arrived)
+				})
 			})
 		},
 	})

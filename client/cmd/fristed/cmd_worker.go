@@ -43,23 +43,30 @@ func init() {
 				if err != nil {
 					return err
 				}
-				if flagBool(fs, "json") {
-					if ws == nil {
-						ws = []client.WorkerInfo{}
-					}
-					return json.NewEncoder(e.stdout).Encode(ws)
-				}
-				for _, w := range ws {
+				return listOut(e, flagBool(fs, "json"), ws, func(w client.WorkerInfo) string {
 					state := ""
 					if w.Removed {
 						state = " (removed)"
 					}
-					fmt.Fprintf(e.stdout, "%-24s %d device(s) %d resident(s)%s\n", w.Name, w.Devices, len(w.Residents), state)
-				}
-				return nil
+					return fmt.Sprintf("%-24s %d device(s) %d resident(s)%s", w.Name, w.Devices, len(w.Residents), state)
+				})
 			})
 		},
 	})
 }
 
 func joinArgs(a []string) string { return strings.Join(a, " ") }
+
+// listOut prints a list as JSON (an empty one as []) or one line per item.
+func listOut[T any](e *env, asJSON bool, items []T, line func(T) string) error {
+	if asJSON {
+		if items == nil {
+			items = []T{}
+		}
+		return json.NewEncoder(e.stdout).Encode(items)
+	}
+	for _, it := range items {
+		fmt.Fprintln(e.stdout, line(it))
+	}
+	return nil
+}
