@@ -424,11 +424,32 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 			total += int(h.Head - known[s])
 		}
 	}
+	// An inconsistent stream is reported and skipped; the others still
+	// sync, and the first such error is returned at the end.
+	var historyErr error
 	for s, h := range heads {
-		if _, ok := known[s]; !ok || h.Head <= known[s] {
+		if _, ok := known[s]; !ok {
+			continue
+		}
+		// The relay signed receipts up to some sequence number: a head
+		// below it means batches it accepted are now withheld.
+		var maxReceipt int64
+		if err := d.db().QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM local_receipts WHERE stream = ?`, s[:]).Scan(&maxReceipt); err != nil {
+			return err
+		}
+		if int64(h.Head) < maxReceipt {
+			err := fmt.Errorf("%w: stream %s: the relay shows %d batches but signed a receipt for batch %d", ErrHistory, s, h.Head, maxReceipt)
+			d.opts.notice("%v", err)
+			if historyErr == nil {
+				historyErr = err
+			}
+			continue
+		}
+		if h.Head <= known[s] {
 			continue
 		}
 		after := known[s]
+	stream:
 		for after < h.Head {
 			page, _, err := c.PullBatches(ctx, s, after, pullPage, 0)
 			if err != nil {
@@ -438,13 +459,24 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 				break
 			}
 			for _, p := range page {
-				n, err := d.applyPulled(s, p)
+				var n int
+				if p.Seq != after+1 {
+					err = fmt.Errorf("%w: stream %s: batch %d follows %d (the relay skipped some)", ErrHistory, s, p.Seq, after)
+				} else {
+					n, err = d.applyPulled(s, p)
+				}
 				if errors.Is(err, ErrNoKey) {
 					// Without the key the stream cannot advance; the rest
 					// of the sync goes on and the next one retries.
 					d.opts.notice("%v; skipping the rest of that stream for now", err)
-					after = h.Head
-					break
+					break stream
+				}
+				if errors.Is(err, ErrHistory) {
+					d.opts.notice("%v", err)
+					if historyErr == nil {
+						historyErr = err
+					}
+					break stream
 				}
 				if err != nil {
 					return err
@@ -458,12 +490,12 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 			}
 		}
 	}
-	return nil
+	return historyErr
 }
 
 // applyPulled verifies and applies one batch: the relay's receipt, the
 // author's signature and key rights from the chain, every AEAD tag; only
-// then are its deltas merged, all in one transaction.
+// then are its deltas merged.
 func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int, error) {
 	b, err := syncproto.UnmarshalBatch(p.Raw)
 	if err != nil {
