@@ -562,11 +562,12 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 				return 0, d.acceptAuthor(stream, b, h, p)
 			}
 		}
+		// The whole batch or nothing.
+		if err := d.rep.ApplyBatch(deltas); err != nil {
+			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+		}
 		for _, dl := range deltas {
 			d.observe(dl.Clock)
-			if err := d.rep.Apply(dl); err != nil {
-				return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
-			}
 		}
 		n = len(deltas)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/fristed/fristed/syncproto"
@@ -94,18 +95,50 @@ func (r *Replica) Apply(d *syncproto.Delta) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.apply(d, ops, hash); err != nil {
-		return fmt.Errorf("apply delta %s: %w", d.ID, err)
-	}
-	return nil
-}
-
-func (r *Replica) apply(d *syncproto.Delta, ops []checkedOp, hash [32]byte) error {
 	tx, err := r.db.Begin()
 	if err != nil {
-		return err
+		return fmt.Errorf("apply delta %s: %w", d.ID, err)
 	}
 	defer tx.Rollback()
+	if err := r.apply(tx, d, ops, hash); err != nil {
+		return fmt.Errorf("apply delta %s: %w", d.ID, err)
+	}
+	return tx.Commit()
+}
+
+// ApplyBatch applies the deltas of one batch in one transaction: all of
+// them or, if any is malformed or the database fails, none. A delta whose
+// id was applied before with other content is skipped, as Apply refuses
+// it, so the rest of the batch still applies identically everywhere.
+func (r *Replica) ApplyBatch(ds []*syncproto.Delta) error {
+	type checked struct {
+		ops  []checkedOp
+		hash [32]byte
+	}
+	cs := make([]checked, len(ds))
+	for i, d := range ds {
+		ops, hash, err := checkDelta(d)
+		if err != nil {
+			return fmt.Errorf("apply delta %s: %w", d.ID, err)
+		}
+		cs[i] = checked{ops, hash}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tx, err := r.db.Begin()
+	if err != nil {
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	defer tx.Rollback()
+	for i, d := range ds {
+		if err := r.apply(tx, d, cs[i].ops, cs[i].hash); err != nil && !errors.Is(err, ErrDeltaConflict) {
+			return fmt.Errorf("apply delta %s: %w", d.ID, err)
+		}
+	}
+	return tx.Commit()
+}
+
+func (r *Replica) apply(tx *sql.Tx, d *syncproto.Delta, ops []checkedOp, hash [32]byte) error {
 	stmt := func(s *sql.Stmt) *sql.Stmt { return tx.Stmt(s) }
 	stream := d.Stream[:]
 
@@ -179,7 +212,7 @@ func (r *Replica) apply(d *syncproto.Delta, ops []checkedOp, hash [32]byte) erro
 			}
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // checkDelta checks a delta's ops for the structure the merge relies on

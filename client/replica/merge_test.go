@@ -329,3 +329,25 @@ func TestRecordFieldConflict(t *testing.T) {
 		t.Errorf("revealed values: got %q, want the two names", got)
 	}
 }
+
+// TestApplyBatchWholeOrNothing: a batch with one malformed delta changes
+// nothing, not even its good deltas; a good batch applies every delta.
+func TestApplyBatchWholeOrNothing(t *testing.T) {
+	a, b := opened(t)
+	before := dump(t, b.rep, s1)
+	d1 := a.setResident(t, s1, map[string]string{"unit": "B"})
+	_, d2 := a.add(t, s1, KindLog, logFields(a, "first"))
+	bad := &syncproto.Delta{Stream: s1, Author: a.id, ID: nextDeltaID(), Clock: a.clock,
+		Ops: []syncproto.Op{{Type: syncproto.OpSet, Kind: KindResident, Field: "flat"}}}
+	if err := b.rep.ApplyBatch([]*syncproto.Delta{d1, d2, bad}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want %v", err, ErrMalformed)
+	}
+	if got := dump(t, b.rep, s1); got != before {
+		t.Errorf("a refused batch changed the state:\ngot:\n%s\nwant:\n%s", got, before)
+	}
+	require.NoError(t, b.rep.ApplyBatch([]*syncproto.Delta{d1, d2}))
+	requireSameDump(t, s1, a.rep, b.rep)
+	// Applying it again is a no-op.
+	require.NoError(t, b.rep.ApplyBatch([]*syncproto.Delta{d1, d2}))
+	requireSameDump(t, s1, a.rep, b.rep)
+}
