@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -191,7 +192,40 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			c.mu.Unlock()
 			continue
 		}
+		// Refused before any work was done (rate limited, relay shutting
+		// down): wait and try again, with exponential backoff and jitter.
+		if errors.As(werr, &se) && (se.Code == syncproto.CodeRateLimited || se.Code == syncproto.CodeUnavailable) && attempt < maxRetries {
+			if err := sleepCtx(ctx, backoff(attempt)); err != nil {
+				return nil, nil, werr
+			}
+			continue
+		}
 		return nil, nil, werr
+	}
+}
+
+// maxRetries bounds the retries of a request the relay refused before
+// doing any work.
+const maxRetries = 6
+
+// backoff returns a random wait in [d/2, d) for d = 250 ms doubling per
+// attempt up to 8 s ("equal jitter"), so many clients do not retry in step.
+func backoff(attempt int) time.Duration {
+	d := 250 * time.Millisecond << attempt
+	if d > 8*time.Second || d <= 0 {
+		d = 8 * time.Second
+	}
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
