@@ -50,6 +50,7 @@ func TestDrill(t *testing.T) {
 		{"StolenCoordinator", drillStolenCoordinator},
 		{"AssignmentScoping", drillAssignmentScoping},
 		{"BadInput", drillBadInput},
+		{"OfflineEpochChange", drillOfflineEpochChange},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
