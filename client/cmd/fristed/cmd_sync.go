@@ -3,6 +3,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/fristed/fristed/client"
 )
@@ -37,13 +41,37 @@ func init() {
 	register(&command{
 		name:    "sync",
 		summary: "push edits made on this laptop and pull the others'",
-		usage:   "",
+		usage:   "[--watch [--wait SECONDS]]",
 		help: `Works any time: edits made offline wait on this laptop until a sync
 reaches the relay. If the relay cannot be reached, says how many edits are
-pending and exits non-zero; nothing is lost.`,
+pending and exits non-zero; nothing is lost.
+
+With --watch it keeps the laptop in sync until interrupted (Ctrl-C): after
+each sync it waits at the relay for news (long-poll) and syncs as soon as
+another laptop writes. While the relay is unreachable it retries after a
+pause that doubles up to 5 minutes, with random jitter; it prints a line per
+sync that moved anything or failed, and exits 0 when interrupted (non-zero
+only if this laptop was revoked and wiped).
+
+A long sync shows a progress bar on a terminal and a line every tenth of
+the way otherwise.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.Bool("watch", false, "keep syncing until interrupted")
+			fs.Int("wait", int(client.DefaultWatchWait/time.Second), "with --watch: seconds one wait at the relay lasts (at most 60)")
+		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
+			}
+			watch := flagBool(fs, "watch")
+			wait, _ := strconv.Atoi(flagStr(fs, "wait"))
+			if wait < 1 || wait > 60 {
+				return usagef("--wait: want 1 to 60 seconds, got %d", wait)
+			}
+			waitSet := false
+			fs.Visit(func(f *flag.Flag) { waitSet = waitSet || f.Name == "wait" })
+			if !watch && waitSet {
+				return usagef("--wait needs --watch")
 			}
 			opts := e.options()
 			opts.Progress = e.progress()
@@ -51,15 +79,19 @@ pending and exits non-zero; nothing is lost.`,
 			if err != nil {
 				return err
 			}
-			res, err := d.Sync(e.ctx)
+			if watch {
+				err = e.watch(d, time.Duration(wait)*time.Second)
+			} else {
+				var res client.SyncResult
+				res, err = d.Sync(e.ctx)
+				if err == nil {
+					fmt.Fprintf(e.stdout, "synced: %d sent, %d received, %d pending\n", res.Pushed, res.Pulled, res.Pending)
+				}
+			}
 			if cerr := d.Close(); err == nil {
 				err = cerr
 			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "synced: %d sent, %d received, %d pending\n", res.Pushed, res.Pulled, res.Pending)
-			return nil
+			return err
 		},
 	})
 	register(&command{
@@ -92,28 +124,66 @@ pending and exits non-zero; nothing is lost.`,
 	})
 }
 
-// progress prints a bar on a terminal and nothing otherwise.
-func (e *env) progress() func(done, total int, what string) {
-	if !isTerminal(e.stdin) {
-		return nil
+// watch runs the sync loop until interrupted.
+func (e *env) watch(d *client.Device, wait time.Duration) error {
+	stamp := func() string { return time.Now().Format("15:04:05") }
+	fmt.Fprintf(e.stderr, "%s watching for changes; Ctrl-C stops\n", stamp())
+	err := d.Watch(e.ctx, client.WatchOptions{
+		Wait: wait,
+		OnSync: func(res client.SyncResult, err error) {
+			switch {
+			case err != nil:
+				fmt.Fprintf(e.stderr, "%s sync failed: %v\n", stamp(), err)
+			case res.Pushed > 0 || res.Pulled > 0:
+				fmt.Fprintf(e.stdout, "%s synced: %d sent, %d received, %d pending\n", stamp(), res.Pushed, res.Pulled, res.Pending)
+			}
+		},
+		OnRetry: func(failures int, pause time.Duration) {
+			fmt.Fprintf(e.stderr, "%s retrying in %s\n", stamp(), pause.Round(time.Second/10))
+		},
+	})
+	if err == nil {
+		fmt.Fprintf(e.stderr, "%s stopped\n", stamp())
 	}
-	return func(done, total int, what string) {
-		if total <= 0 {
-			return
-		}
-		const width = 30
-		n := done * width / total
-		fmt.Fprintf(e.stderr, "\r[%s%s] %d/%d %s", repeat('#', n), repeat('.', width-n), done, total, what)
-		if done >= total {
-			fmt.Fprintln(e.stderr)
-		}
-	}
+	return err
 }
 
-func repeat(c byte, n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = c
+// progress shows the progress of a long sync: a bar on a terminal, a
+// plain line every tenth of the way otherwise. Short syncs show nothing.
+func (e *env) progress() func(done, total int, what string) {
+	const long = 50 // batches
+	if isTerminalOut(e.stderr) {
+		var bar *progressbar.ProgressBar
+		return func(done, total int, what string) {
+			if total < long {
+				return
+			}
+			if bar == nil {
+				bar = progressbar.NewOptions(total,
+					progressbar.OptionSetWriter(e.stderr),
+					progressbar.OptionSetDescription("sync"),
+					progressbar.OptionShowCount(),
+					progressbar.OptionSetItsString(what),
+					progressbar.OptionShowIts(),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionClearOnFinish(),
+				)
+			}
+			bar.Set(done)
+			if done >= total {
+				bar.Finish()
+				bar = nil
+			}
+		}
 	}
-	return string(b)
+	step := -1
+	return func(done, total int, what string) {
+		if total < long {
+			return
+		}
+		if s := done * 10 / total; s != step {
+			step = s
+			fmt.Fprintf(e.stderr, "sync: %d/%d %s\n", done, total, what)
+		}
+	}
 }
