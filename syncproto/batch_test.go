@@ -319,7 +319,7 @@ func TestCheckBatch(t *testing.T) {
 			return o.d1, testStreamID("nowhere"), 1, o.head().Pos
 		}, ErrNotAssigned},
 		{"purged stream", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
-			o.add(as(o.c), &StreamPurged{Stream: o.s})
+			o.closeAndPurge(o.s)
 			return o.d1, o.s, 1, o.head().Pos
 		}, ErrNotAssigned},
 		{"unknown device", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {

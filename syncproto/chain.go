@@ -96,6 +96,7 @@ type StreamInfo struct {
 	DeletionReceipts map[DeviceID]ChainPos
 	Closed           bool
 	ClosedAt         ChainPos
+	ClosedMS         uint64 // the signed time of the "case closed" statement
 	Purged           bool
 }
 
@@ -636,6 +637,12 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		if str == nil || str.Purged {
 			return invalid("unknown stream %s", b.Stream)
 		}
+		if str.Kind != StreamResident || !str.Closed {
+			return invalid("purge of stream %s, which is not a closed case", b.Stream)
+		}
+		if due := PurgeDue(st, str); s.TimeMS < due {
+			return invalid("purge of case %s before its retention period ends", b.Stream)
+		}
 		str.Purged = true
 	case *PoliceContactAdded:
 		if _, ok := st.Contacts[b.Contact]; ok {
@@ -683,13 +690,52 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		if str == nil || str.Kind != StreamResident || str.Closed {
 			return invalid("close of unknown or closed case %s", b.Stream)
 		}
-		str.Closed, str.ClosedAt = true, pos
+		str.Closed, str.ClosedAt, str.ClosedMS = true, pos, s.TimeMS
 	case *SettingsChanged:
 		st.Settings = *b
 	default:
 		return invalid("unknown statement")
 	}
 	return nil
+}
+
+// DefaultRetentionDays is the retention period of a closed case while the
+// org's settings name none.
+const DefaultRetentionDays = 365 * 5
+
+// PurgeDue returns the earliest signed time (Unix milliseconds) at which a
+// closed case may be purged: its signed closing time plus the org's
+// retention period as the chain holds it now. It is meaningless for a
+// stream that is not closed.
+func PurgeDue(st *State, str *StreamInfo) uint64 {
+	days := uint64(st.Settings.RetentionDays)
+	if days == 0 {
+		days = DefaultRetentionDays
+	}
+	return str.ClosedMS + days*24*60*60*1000
+}
+
+// VoidEpochs returns, per stream, the epochs that only void "epoch
+// started" statements gave it (a compromised coordinator device's re-keys
+// after its compromised-since point), with the commitments they signed.
+// Honest devices may have sealed batches under such an epoch before the
+// revocation; its key is checked against that commitment before it is
+// used to read them. An epoch number a valid statement also uses is left
+// out, so a key is never taken for the wrong epoch.
+func (c *Chain) VoidEpochs() map[StreamID][]EpochInfo {
+	out := map[StreamID][]EpochInfo{}
+	for pos, s := range c.stmts {
+		es, ok := s.Body.(*EpochStarted)
+		if !ok || !c.void[pos] {
+			continue
+		}
+		if str := c.state.Streams[es.Stream]; str == nil || str.Purged || str.Epoch(es.Epoch) != nil {
+			continue
+		}
+		out[es.Stream] = append(out[es.Stream], EpochInfo{Epoch: es.Epoch, Devices: append([]DeviceID(nil), es.Devices...),
+			Commitment: es.Commitment, Pos: ChainPos(pos)})
+	}
+	return out
 }
 
 // voidPoint is a compromised-since revocation: the device's statements

@@ -112,6 +112,16 @@ func TestChainSigners(t *testing.T) {
 		{"worker device assigns", func(o *baseOrg) (signer, Body) {
 			return as(o.d1), &Assigned{Stream: o.s, Worker: o.w2}
 		}, ErrUnauthorized},
+		{"worker device purges a case", func(o *baseOrg) (signer, Body) {
+			o.add(as(o.c), &CaseClosed{Stream: o.s})
+			o.now += DefaultRetentionDays * dayMS
+			return as(o.d1), &StreamPurged{Stream: o.s}
+		}, ErrUnauthorized},
+		{"root purges a case", func(o *baseOrg) (signer, Body) {
+			o.add(as(o.c), &CaseClosed{Stream: o.s})
+			o.now += DefaultRetentionDays * dayMS
+			return asRoot, &StreamPurged{Stream: o.s}
+		}, ErrUnauthorized},
 		{"worker device enrols", func(o *baseOrg) (signer, Body) {
 			return as(o.d1), enrolBody(newTestDevice(t, "dev1b"), o.w1)
 		}, ErrUnauthorized},
@@ -310,8 +320,33 @@ func TestChainInvalid(t *testing.T) {
 			return as(o.d1), &DeletionReceipt{Stream: testStreamID("nowhere"), Device: o.d1.id}
 		}},
 		{"purged twice", func(o *baseOrg) (signer, Body) {
-			o.add(as(o.c), &StreamPurged{Stream: o.s})
+			o.closeAndPurge(o.s)
 			return as(o.c), &StreamPurged{Stream: o.s}
+		}},
+		{"purge an open case", func(o *baseOrg) (signer, Body) {
+			o.now += DefaultRetentionDays * dayMS
+			return as(o.c), &StreamPurged{Stream: o.s}
+		}},
+		{"purge a case before its retention period ends", func(o *baseOrg) (signer, Body) {
+			o.add(as(o.c), &SettingsChanged{RetentionDays: 30})
+			o.add(as(o.c), &CaseClosed{Stream: o.s})
+			o.now += 30*dayMS - 2000 // next adds one second: one second short
+			return as(o.c), &StreamPurged{Stream: o.s}
+		}},
+		{"purge after a longer retention period was set", func(o *baseOrg) (signer, Body) {
+			o.add(as(o.c), &SettingsChanged{RetentionDays: 30})
+			o.add(as(o.c), &CaseClosed{Stream: o.s})
+			o.add(as(o.c), &SettingsChanged{RetentionDays: 60})
+			o.now += 30 * dayMS
+			return as(o.c), &StreamPurged{Stream: o.s}
+		}},
+		{"purge the audit stream", func(o *baseOrg) (signer, Body) {
+			a := o.stream(o.c, "audit", StreamAudit)
+			o.now += DefaultRetentionDays * dayMS
+			return as(o.c), &StreamPurged{Stream: a}
+		}},
+		{"purge an unknown stream", func(o *baseOrg) (signer, Body) {
+			return as(o.c), &StreamPurged{Stream: testStreamID("nowhere")}
 		}},
 		{"police contact added twice", func(o *baseOrg) (signer, Body) {
 			o.add(as(o.c), &PoliceContactAdded{Contact: testContactID("p")})
@@ -363,7 +398,7 @@ func TestChainInvalid(t *testing.T) {
 			return as(o.c), &CaseClosed{Stream: a}
 		}},
 		{"epoch of a purged stream", func(o *baseOrg) (signer, Body) {
-			o.add(as(o.c), &StreamPurged{Stream: o.s})
+			o.closeAndPurge(o.s)
 			return as(o.c), o.epochBody(o.s, 2, o.c)
 		}},
 	}
@@ -610,4 +645,53 @@ func TestVoidedRevocationVoidsNothing(t *testing.T) {
 	}
 	require.Len(t, o.chain.State().Emergencies, 2)
 	requireReverifies(t, o.chain)
+}
+
+// TestPurgeRetention: a closed case may be purged from its signed closing
+// time plus the retention period the chain holds at the purge, not a
+// millisecond earlier, and only once.
+func TestPurgeRetention(t *testing.T) {
+	o := newBaseOrg(t)
+	o.add(as(o.c), &SettingsChanged{RetentionDays: 30})
+	closedAt := o.add(as(o.c), &CaseClosed{Stream: o.s})
+	str := o.chain.State().Streams[o.s]
+	require.Equal(t, o.chain.Statement(closedAt).TimeMS, str.ClosedMS)
+	due := PurgeDue(o.chain.State(), str)
+	require.Equal(t, str.ClosedMS+30*dayMS, due)
+	// A shorter period set after the close applies.
+	o.add(as(o.c), &SettingsChanged{RetentionDays: 7})
+	due = PurgeDue(o.chain.State(), str)
+	require.Equal(t, str.ClosedMS+7*dayMS, due)
+	early := o.chain.Next(o.tenant, SignerDevice, o.c.id, due-1, &StreamPurged{Stream: o.s})
+	require.NoError(t, early.Sign(o.c.sign))
+	requireRefused(t, o.chain, mustMarshal(t, early), ErrInvalid)
+	onTime := o.chain.Next(o.tenant, SignerDevice, o.c.id, due, &StreamPurged{Stream: o.s})
+	require.NoError(t, onTime.Sign(o.c.sign))
+	_, err := o.chain.Append(mustMarshal(t, onTime))
+	require.NoError(t, err)
+	require.True(t, o.chain.State().Streams[o.s].Purged)
+	require.False(t, o.chain.State().CanRead(o.d1.id, o.s))
+}
+
+// TestVoidEpochs: an epoch only a void statement started is listed with
+// its commitment; valid epochs, and void ones whose number a valid
+// statement reused, are not.
+func TestVoidEpochs(t *testing.T) {
+	o := newBaseOrg(t).withCoord2()
+	p := o.head().Pos
+	voided := o.epochBody(o.s, 2, o.c, o.c2, o.d1)
+	voidedAt := o.add(as(o.c2), voided)
+	o.add(as(o.c2), o.epochBody(o.s, 3, o.c, o.c2, o.d1))
+	require.Empty(t, o.chain.VoidEpochs())
+	o.add(asRoot, &DeviceRevoked{Device: o.c2.id, HasCompromisedSince: true, CompromisedSince: p})
+	require.True(t, o.chain.IsVoid(voidedAt))
+	require.Equal(t, Epoch(1), o.chain.State().Streams[o.s].Current().Epoch)
+	// A valid re-key reuses number 3; number 2 stays void only.
+	o.add(as(o.c), o.epochBody(o.s, 3, o.c, o.d1))
+	got := o.chain.VoidEpochs()
+	require.Len(t, got, 1)
+	require.Len(t, got[o.s], 1)
+	require.Equal(t, Epoch(2), got[o.s][0].Epoch)
+	require.Equal(t, voided.Commitment, got[o.s][0].Commitment)
+	require.Equal(t, voidedAt, got[o.s][0].Pos)
 }

@@ -420,7 +420,7 @@ func (w *fuzzWorld) op(s *Statement) []byte {
 	case *DeletionReceipt:
 		b, c = stream(x.Stream), devIdx(x.Device)
 	case *StreamPurged:
-		b = stream(x.Stream)
+		b, c = stream(x.Stream), 255 // as late as the op can say: past any retention period
 	case *EnvelopeSealed:
 		b, c, d = alarm(x.Alarm), byte(x.Generation), 1
 	case *EnvelopeReleased:
@@ -521,7 +521,13 @@ func runProgram(t *testing.T, w *fuzzWorld, prog []byte) *Chain {
 			continue
 		}
 		kindSigner, dev, k := w.signerOf(op[1])
-		s := c.Next(w.tenant, kindSigner, dev, uint64(ops), w.body(StatementType(kind), op[2], op[3], op[4]))
+		at := uint64(ops)
+		if StatementType(kind) == StStreamPurged {
+			// c dates a purge up to about 51 years on, in 73-day steps,
+			// so programs reach both sides of a retention period.
+			at += uint64(op[3]) * 73 * dayMS
+		}
+		s := c.Next(w.tenant, kindSigner, dev, at, w.body(StatementType(kind), op[2], op[3], op[4]))
 		if raw := sign(s, k, fcrypto.LabelStatement); raw != nil {
 			appendRaw(raw)
 		}
@@ -546,6 +552,20 @@ func checkChainInvariants(t *testing.T, w *fuzzWorld, c *Chain) {
 	}
 	if delegated && len(st.ActiveCoordinators()) == 0 {
 		t.Fatal("every coordinator device revoked")
+	}
+	// Only a closed case whose retention period had passed is purged.
+	for i := 0; i < c.Len(); i++ {
+		p, ok := c.Statement(ChainPos(i)).Body.(*StreamPurged)
+		if !ok || c.IsVoid(ChainPos(i)) {
+			continue
+		}
+		str := st.Streams[p.Stream]
+		if str == nil || !str.Purged || !str.Closed || str.Kind != StreamResident || str.ClosedAt >= ChainPos(i) {
+			t.Fatalf("purge at %d of a stream that is not a closed case", i)
+		}
+		if c.Statement(ChainPos(i)).TimeMS < str.ClosedMS+dayMS { // the shortest retention period is a day
+			t.Fatalf("purge at %d within a day of the close", i)
+		}
 	}
 	head, _ := c.Head()
 	devs := append([]*testDevice(nil), w.devs...)

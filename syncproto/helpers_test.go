@@ -176,6 +176,18 @@ func (o *testOrg) next(by signer, body Body) *Statement {
 	return s
 }
 
+// dayMS is a day in statement time.
+const dayMS = 24 * 60 * 60 * 1000
+
+// closeAndPurge closes a resident stream and purges it once the default
+// retention period has passed.
+func (o *baseOrg) closeAndPurge(s StreamID) {
+	o.tb.Helper()
+	o.add(as(o.c), &CaseClosed{Stream: s})
+	o.now += DefaultRetentionDays * dayMS
+	o.add(as(o.c), &StreamPurged{Stream: s})
+}
+
 func mustMarshal(tb testing.TB, s *Statement) []byte {
 	tb.Helper()
 	raw, err := s.Marshal()

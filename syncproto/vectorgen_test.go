@@ -544,6 +544,7 @@ func fullChain(tb testing.TB) (*baseOrg, []signer) {
 	add(asRelay, &DeviceRefused{Device: o.d2.id})
 	add(as(o.c), &WorkerRemoved{Worker: o.w2})
 	add(as(o.c), &CaseClosed{Stream: o.s})
+	o.now += 3650 * dayMS // the retention period set above
 	add(as(o.c), &StreamPurged{Stream: o.s})
 	add(asRoot, &DeviceRevoked{Device: o.c2.id, HasCompromisedSince: true, CompromisedSince: c2At})
 	require.Len(tb, signers, len(o.raws))
