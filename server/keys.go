@@ -51,7 +51,17 @@ func (r *Relay) putKey(c echo.Context, s *session) error {
 		case str == nil || str.Purged:
 			refusal = wire(syncproto.CodeNotFound, "unknown stream")
 		case str.Epoch(wk.Epoch) == nil:
-			refusal = wire(syncproto.CodeUnknownEpoch, "the stream has no such epoch")
+			// An epoch a voided statement started (a compromised
+			// coordinator laptop's re-key): honest devices may have
+			// sealed batches under it, so its key may go to a device
+			// in the current epoch, to read that history.
+			if !voidEpoch(ch, wk.Stream, wk.Epoch) {
+				refusal = wire(syncproto.CodeUnknownEpoch, "the stream has no such epoch")
+			} else if cur := str.Current(); cur == nil || !cur.Has(wk.Device) {
+				refusal = wire(syncproto.CodeNotAssigned, "the device is not in the current epoch")
+			} else if !st.Devices[wk.Device].Active() {
+				refusal = wire(syncproto.CodeForbidden, "the device is revoked")
+			}
 		case !str.Epoch(wk.Epoch).Has(wk.Device) && !str.Current().Has(wk.Device):
 			// A device new to a stream may receive older epochs' keys to
 			// read the history, but only once it is in the current epoch.
@@ -69,6 +79,16 @@ func (r *Relay) putKey(c echo.Context, s *session) error {
 	}
 	r.metrics.secretsStore.Add(1)
 	return c.JSON(http.StatusCreated, map[string]string{})
+}
+
+// voidEpoch reports whether only a void statement started epoch e of stream.
+func voidEpoch(ch *syncproto.Chain, stream syncproto.StreamID, e syncproto.Epoch) bool {
+	for _, ep := range ch.VoidEpochs()[stream] {
+		if ep.Epoch == e {
+			return true
+		}
+	}
+	return false
 }
 
 // getKeys answers GET /v1/t/{tenant}/keys: every wrapped key addressed to

@@ -5,12 +5,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/fristed/fristed/server/store"
 	"github.com/fristed/fristed/syncproto"
 )
+
+// maxPurgeSkew is how far a purge's signed time may run ahead of the
+// relay's clock.
+const maxPurgeSkew = 10 * time.Minute
 
 // statementError maps a chain verifier's refusal to its wire code:
 // chain_conflict when the statement does not extend the head,
@@ -110,6 +115,13 @@ func (r *Relay) appendPosted(c echo.Context, t *tenant, allow func(*syncproto.St
 	}
 	if err := allow(st); err != nil {
 		return err
+	}
+	// A purge destroys a case for good, and the chain allows it from a
+	// time the signer states: the relay's clock must agree that time has
+	// come, so a coordinator laptop with a clock set ahead cannot purge a
+	// case early.
+	if _, ok := st.Body.(*syncproto.StreamPurged); ok && st.TimeMS > uint64(r.now().Add(maxPurgeSkew).UnixMilli()) {
+		return wire(syncproto.CodeInvalidStatement, "the purge is dated after the relay's clock: check this laptop's clock")
 	}
 	s, rec, err := t.appendStatement(ctx, r.st, func(*syncproto.Chain) ([]byte, error) { return raw, nil })
 	if err != nil {
