@@ -536,13 +536,13 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	// laptop had not pulled it yet, and now ignores it.
 	require.NotContains(t, got, "thief during theft")
 
-	// The coordinator had pulled the thief's entry before the revocation,
-	// and keeps it: its replica and Kari's differ for good.
+	// The coordinator had pulled the thief's entry before the revocation;
+	// learning of the revocation, it rebuilt the case without it, so its
+	// replica and Kari's agree.
 	t.Run("VoidEditsGone", func(t *testing.T) {
 		o := o.as(t)
-		drillKnownBug(t, "edits by a device whose enrolment a compromised-since revocation voided stay in the replicas "+
-			"that applied them before the revocation, while the others ignore them: the replicas never converge")
 		require.NotContains(t, o.logTexts(o.coord, "Mina"), "thief during theft")
+		require.ElementsMatch(t, o.logTexts(k1, "Mina"), o.logTexts(o.coord, "Mina"), "Kari's and the coordinator's views of Mina's log")
 	})
 
 	// The stolen laptop is refused and wipes itself; the thief's own
@@ -557,9 +557,6 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	// what her honest laptop wrote under the epoch keys the thief made.
 	t.Run("LaterLaptop", func(t *testing.T) {
 		o := o.as(t)
-		drillKnownBug(t, "a batch an honest laptop sealed under an epoch that a compromised-since revocation voided "+
-			"cannot be opened by a laptop enrolled later: it is never given the voided key (or, where the re-key reuses "+
-			"the epoch number, is given another key under it), so that stream stops there for it")
 		k2 := o.home("k2")
 		o.enrol(o.coord, k2, "kari-replacement", "Kari Nordmann")
 		got := o.logTexts(k2, "Mina")
@@ -567,15 +564,6 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 			require.Contains(t, got, w, "a new laptop's view of Mina's log")
 		}
 	})
-}
-
-// drillKnownBug skips the rest of a test that reproduces a product bug
-// not fixed yet, unless FRISTED_DRILL_KNOWN_BUGS is set.
-func drillKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("FRISTED_DRILL_KNOWN_BUGS") == "" {
-		t.Skipf("known bug (run with FRISTED_DRILL_KNOWN_BUGS=1 to reproduce): %s", bug)
-	}
 }
 
 // drillReplicaStreams returns, for every stream any table of a replica has a

@@ -47,6 +47,10 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 		return err
 	}
 	st := d.chain.State()
+	var voids map[syncproto.StreamID][]syncproto.EpochInfo
+	if len(raws) > 0 {
+		voids = d.chain.VoidEpochs()
+	}
 	for _, raw := range raws {
 		wk, err := syncproto.UnmarshalWrappedKey(raw)
 		if err != nil {
@@ -54,9 +58,20 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 			continue
 		}
 		str := st.Streams[wk.Stream]
+		if str != nil && str.Purged && wk.Tenant == d.pc.tenant && wk.Device == d.pc.device {
+			// The case was purged: the key is not wanted; the relay
+			// may destroy its copy.
+			if err := c.AckKey(ctx, wk.Stream, wk.Epoch); err != nil {
+				return err
+			}
+			continue
+		}
 		var ep *syncproto.EpochInfo
 		if str != nil {
 			ep = str.Epoch(wk.Epoch)
+			if ep == nil {
+				ep = voidEpochOf(voids, wk.Stream, wk.Epoch)
+			}
 		}
 		if wk.Tenant != d.pc.tenant || wk.Device != d.pc.device || ep == nil {
 			d.opts.notice("refused a wrapped key for an epoch the chain does not know")
@@ -74,6 +89,20 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 		}
 		if err := c.AckKey(ctx, wk.Stream, wk.Epoch); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// voidEpochOf returns the epoch only a void statement gave stream, or nil.
+// Its key may still open batches honest devices sealed under it before the
+// revocation that voided it; it is accepted against the commitment that
+// statement signed, and used for nothing else (nothing is sealed under an
+// epoch the chain does not hold).
+func voidEpochOf(voids map[syncproto.StreamID][]syncproto.EpochInfo, stream syncproto.StreamID, e syncproto.Epoch) *syncproto.EpochInfo {
+	for i := range voids[stream] {
+		if voids[stream][i].Epoch == e {
+			return &voids[stream][i]
 		}
 	}
 	return nil
@@ -153,16 +182,26 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 // history. Each key is sent to each device once; what was sent is
 // remembered in the replica.
 func (d *Device) shareHistory(ctx context.Context, stream syncproto.StreamID) error {
+	return d.shareHistoryWith(ctx, stream, d.chain.VoidEpochs())
+}
+
+func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID, voids map[syncproto.StreamID][]syncproto.EpochInfo) error {
 	str := d.chain.State().Streams[stream]
 	if str == nil || str.Purged || str.Current() == nil {
 		return nil
 	}
 	cur := str.Current()
+	// Older epochs, and the epochs only void statements started: an
+	// honest device may have sealed batches under one before the
+	// compromised-since revocation that voided it, and whoever reads the
+	// case now is entitled to them. The key was known to the compromised
+	// device, so sharing it reveals nothing new.
+	older := append(append([]syncproto.EpochInfo(nil), str.Epochs[:len(str.Epochs)-1]...), voids[stream]...)
 	for _, dv := range cur.Devices {
 		if dv == d.pc.device {
 			continue
 		}
-		for _, e := range str.Epochs[:len(str.Epochs)-1] {
+		for _, e := range older {
 			if e.Has(dv) {
 				continue
 			}
@@ -177,6 +216,9 @@ func (d *Device) shareHistory(ctx context.Context, stream syncproto.StreamID) er
 			k, err := d.epochKey(stream, e.Epoch)
 			if err != nil {
 				continue // an epoch this coordinator never held
+			}
+			if k.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, e.Epoch)) != e.Commitment {
+				continue // not the key that epoch committed to: never pass it on
 			}
 			if err := d.wrapTo(ctx, stream, e.Epoch, k, dv); err != nil {
 				return err
@@ -193,8 +235,9 @@ func (d *Device) shareHistory(ctx context.Context, stream syncproto.StreamID) er
 
 // shareAllHistory runs shareHistory on every stream (coordinators, at sync).
 func (d *Device) shareAllHistory(ctx context.Context) error {
+	voids := d.chain.VoidEpochs()
 	for id := range d.chain.State().Streams {
-		if err := d.shareHistory(ctx, id); err != nil {
+		if err := d.shareHistoryWith(ctx, id, voids); err != nil {
 			return err
 		}
 	}

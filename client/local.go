@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS local_shared (stream BLOB NOT NULL, epoch INTEGER NOT
 	PRIMARY KEY (stream, epoch, device));
 CREATE TABLE IF NOT EXISTS local_receipts (stream BLOB NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL,
 	PRIMARY KEY (stream, seq));
+CREATE TABLE IF NOT EXISTS local_rebuild (stream BLOB PRIMARY KEY);
 `
 
 func (d *Device) init() error {

@@ -214,6 +214,7 @@ func (d *Device) purgeLocal(sid syncproto.StreamID) error {
 		`DELETE FROM local_keys WHERE stream = ?`, `DELETE FROM local_outbox WHERE stream = ?`,
 		`DELETE FROM local_inflight WHERE stream = ?`, `DELETE FROM local_cursor WHERE stream = ?`,
 		`DELETE FROM local_authors WHERE stream = ?`, `DELETE FROM local_receipts WHERE stream = ?`,
+		`DELETE FROM local_rebuild WHERE stream = ?`,
 	} {
 		if _, err := d.db().Exec(q, sid[:]); err != nil {
 			return fmt.Errorf("purge %s: %w", sid, err)

@@ -57,7 +57,18 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	if d.relayKeyMismatch {
 		return errors.New("the relay's signing key differs from the one registered for this org: refusing to sync (possible impersonation)")
 	}
+	if err := d.checkVoids(); err != nil {
+		return err
+	}
 	if err := d.fetchKeys(ctx); err != nil {
+		return err
+	}
+	if d.cfg.Role == RoleCoordinator {
+		if err := d.purgeDue(ctx); err != nil {
+			return err
+		}
+	}
+	if err := d.shredPurged(); err != nil {
 		return err
 	}
 	if d.cfg.Role == RoleCoordinator {
@@ -446,6 +457,9 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 			continue
 		}
 		if h.Head <= known[s] {
+			if err := d.endRebuild(s); err != nil {
+				return err
+			}
 			continue
 		}
 		after := known[s]
@@ -489,6 +503,11 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 				}
 			}
 		}
+		if after >= h.Head {
+			if err := d.endRebuild(s); err != nil {
+				return err
+			}
+		}
 	}
 	return historyErr
 }
@@ -519,6 +538,9 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 			return 0, d.advanceCursor(stream, p)
 		}
 		return 0, fmt.Errorf("batch %d of %s: unknown author", p.Seq, stream)
+	}
+	if b.Author == d.pc.device && d.rebuilding(stream) {
+		return d.reapplyOwn(stream, b, author, p)
 	}
 	// Each author's batches must arrive in the author's order: the counter
 	// one past the last one seen and the previous hash matching. A replay
