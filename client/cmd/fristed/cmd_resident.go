@@ -166,7 +166,8 @@ func init() {
 		help: `CATEGORY (table 5-1): own_alone, own_friends, own_partner, family_parents,
 family_mother, family_spouse, crisis_centre, other_unit. Keeps a summary
 with nothing identifying (unit, months, category, follow-up minutes) for
-the annual report.`,
+the annual report. After the org's retention period the case itself is
+purged everywhere (see fristed org purge).`,
 		flags: func(fs *flag.FlagSet) { fs.String("moved-to", "", "where the resident moved") },
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) != 1 || flagStr(fs, "moved-to") == "" {
