@@ -51,6 +51,7 @@ func TestDrill(t *testing.T) {
 		{"AssignmentScoping", drillAssignmentScoping},
 		{"BadInput", drillBadInput},
 		{"OfflineEpochChange", drillOfflineEpochChange},
+		{"Retention", drillRetention},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
