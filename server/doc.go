@@ -115,7 +115,12 @@
 //	     the wrapped keys waiting for that device; a "snapshot
 //	     countersigned" prunes the stream to that snapshot if the relay
 //	     holds it (else when it is uploaded); "stream purged" deletes the
-//	     stream's batches, snapshots and wrapped keys.
+//	     stream's batches, snapshots and wrapped keys for good (SQLite
+//	     secure_delete and a WAL checkpoint, then a KEK rotation). The
+//	     chain takes a purge only of a closed resident stream, signed at
+//	     or after its signed closing time plus the retention period; the
+//	     relay also answers 422 invalid_statement to one dated more than
+//	     10 minutes after its own clock.
 //	GET  /v1/t/{tenant}/enrolments/{request}          (coordinators)
 //	     200 the enrolment bytes; 404 not_found (or expired)
 //	DELETE /v1/t/{tenant}/enrolments/{request}        (coordinators)
@@ -166,8 +171,12 @@
 //	PUT  /v1/t/{tenant}/keys                  body: WrappedKey bytes (coordinators)
 //	     201 {}. The stream must exist (404), the epoch too (409
 //	     unknown_epoch), the target device be one of that epoch's devices
-//	     (403 not_assigned) and not revoked (403 forbidden). Replaces an
-//	     earlier copy for the same stream, epoch and device.
+//	     or of the current one (403 not_assigned) and not revoked (403
+//	     forbidden). An epoch only void statements started (a re-key by a
+//	     coordinator device after its compromised-since point) counts as
+//	     existing, for a device of the current epoch only: honest devices
+//	     may have sealed batches under it. Replaces an earlier copy for
+//	     the same stream, epoch and device.
 //	GET  /v1/t/{tenant}/keys
 //	     200 {"keys": [b64 WrappedKey...]}: every copy addressed to the
 //	     calling device not yet acknowledged.
