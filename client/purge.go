@@ -111,10 +111,16 @@ func (d *Device) purgeCase(ctx context.Context, sid syncproto.StreamID) error {
 }
 
 // purgeDue is the coordinators' part of sync: every closed case past its
-// retention period is purged, and said so.
+// retention period is purged, and said so. A purge the relay refuses (this
+// laptop's clock ahead of the relay's, say) is reported and left for a
+// later sync; it does not stop the sync.
 func (d *Device) purgeDue(ctx context.Context) error {
 	for _, sid := range d.dueForPurge() {
 		if err := d.purgeCase(ctx, sid); err != nil {
+			if syncproto.CodeOf(err) == syncproto.CodeInvalidStatement {
+				d.opts.notice("could not purge closed case %s yet: %v", sid, err)
+				continue
+			}
 			return err
 		}
 		d.opts.notice("purged closed case %s: its retention period (%d days) has passed; its summary stays", sid, d.Settings().RetentionDays)

@@ -39,6 +39,7 @@ func drillRetention(t *testing.T, bins drillBins) {
 	o.enrol(o.coord, k2, "kari-laptop-2", "Kari Nordmann")
 	o.enrol(o.coord, o1, "ola-laptop", "Ola Hansen")
 	mina, sara := o.residentAdd("Mina"), o.residentAdd("Sara")
+	lea, ida := o.residentAdd("Lea"), o.residentAdd("Ida")
 	o.residentAdd("Nora")
 	_, se, code := o.run(o.coord, retentionAddress+"\n", "resident", "set", "Mina", "secret_address=@-")
 	require.Equal(t, 0, code, "resident set: %s", se)
@@ -95,11 +96,16 @@ func drillRetention(t *testing.T, bins drillBins) {
 		require.NotEmpty(t, minaKeys[h], "%s holds no key of Mina before the purge", filepath.Base(h))
 	}
 
-	// Mina's case is closed two days ago; Sara's now; Nora's stays open.
-	o.with(o.coord, func(d *Device) {
-		d.opts.Now = func() time.Time { return time.Now().Add(-48 * time.Hour) }
-		require.NoError(t, d.ResidentClose(ctx, "Mina", "own_alone"))
-	})
+	// Mina's and Lea's cases are closed two days ago; Sara's now; Nora's
+	// stays open.
+	closeAgo := func(pseudonym string) {
+		o.with(o.coord, func(d *Device) {
+			d.opts.Now = func() time.Time { return time.Now().Add(-48 * time.Hour) }
+			require.NoError(t, d.ResidentClose(ctx, pseudonym, "own_alone"))
+		})
+	}
+	closeAgo("Mina")
+	closeAgo("Lea")
 	o.must(o.coord, "resident", "close", "Sara", "--moved-to", "crisis_centre")
 	o.must(o.coord, "org", "settings", "--retention", "1")
 
@@ -117,6 +123,15 @@ func drillRetention(t *testing.T, bins drillBins) {
 	refused(k1, "only a coordinator device", "org", "purge", "Mina")
 	refused(o.coord, "unknown resident", "org", "purge", "Nobody")
 	require.False(t, o.chain().State().Streams[mina].Purged)
+	// A coordinator laptop whose clock runs a day ahead: the chain would
+	// take its purges, the relay does not; its sync goes on.
+	before := o.head()
+	o.with(o.coord, func(d *Device) {
+		d.opts.Now = func() time.Time { return time.Now().Add(24 * time.Hour) }
+		_, err := d.Sync(ctx)
+		require.NoError(t, err, "sync with the clock ahead")
+	})
+	require.Equal(t, before, o.head(), "a purge dated after the relay's clock was taken")
 
 	so, se, code := o.run(o.coord, "", "org", "purge", "Mina")
 	require.Equal(t, 0, code, "org purge: %s", se)
@@ -126,10 +141,19 @@ func drillRetention(t *testing.T, bins drillBins) {
 	require.True(t, st.Streams[mina].Purged)
 	require.False(t, st.Streams[sara].Purged, "Sara's retention period has not passed")
 	refused(o.coord, "purged already", "org", "purge", mina.String())
-	// Nothing more is due.
+	// Without names: every case that is due, here Lea's; then none.
+	so, se, code = o.run(o.coord, "", "org", "purge")
+	require.Equal(t, 0, code, "org purge: %s", se)
+	require.Equal(t, lea.String(), strings.TrimSpace(so))
 	_, se, code = o.run(o.coord, "", "org", "purge")
 	require.Equal(t, 0, code, "org purge: %s", se)
 	require.Contains(t, se, "no closed case is due")
+	// A coordinator's sync purges a case that is due by itself.
+	closeAgo("Ida")
+	_, se, code = o.run(o.coord, "", "sync")
+	require.Equal(t, 0, code, "sync: %s", se)
+	require.Contains(t, se, "purged closed case "+ida.String())
+	require.True(t, o.chain().State().Streams[ida].Purged)
 
 	// The relay holds nothing of Mina: no batch, no snapshot, no key, and
 	// none of the bytes in its files, WAL included.
