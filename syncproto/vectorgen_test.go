@@ -750,6 +750,20 @@ func (g *vectorGen) chains() {
 	refused("chain-worker-assigns", "unauthorized", "worker device dev1 assigns worker w2", func(o *baseOrg) []byte {
 		return next(o, as(o.d1), &Assigned{Stream: o.s, Worker: o.w2})
 	})
+	refused("chain-purge-open-case", "invalid", "coord purges stream s, which was never closed, ten years on", func(o *baseOrg) []byte {
+		o.now += 3650 * dayMS
+		return next(o, as(o.c), &StreamPurged{Stream: o.s})
+	})
+	refused("chain-purge-early", "invalid", "coord purges stream s one second before the default retention period after its close ends", func(o *baseOrg) []byte {
+		o.add(as(o.c), &CaseClosed{Stream: o.s})
+		o.now += DefaultRetentionDays*dayMS - 2000 // next adds a second
+		return next(o, as(o.c), &StreamPurged{Stream: o.s})
+	})
+	refused("chain-worker-purges", "unauthorized", "worker device dev1 purges closed stream s after its retention period", func(o *baseOrg) []byte {
+		o.add(as(o.c), &CaseClosed{Stream: o.s})
+		o.now += DefaultRetentionDays * dayMS
+		return next(o, as(o.d1), &StreamPurged{Stream: o.s})
+	})
 	refused("chain-coordinator-revokes-coordinator", "unauthorized", "coord revokes coord2 without the root key", func(o *baseOrg) []byte {
 		o.withCoord2()
 		return next(o, as(o.c), &DeviceRevoked{Device: o.c2.id})
