@@ -17,7 +17,7 @@ type Settings struct {
 
 // Defaults for settings never set.
 const (
-	DefaultRetentionDays      = 365 * 5
+	DefaultRetentionDays      = syncproto.DefaultRetentionDays
 	DefaultEnvelopeExpiryDays = 180
 	DefaultAutoLockMinutes    = 10
 )
