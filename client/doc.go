@@ -18,4 +18,9 @@
 // under the newest epoch key the device holds; pulled batches are verified
 // against the admin chain, opened and merged. Admin actions (coordinators)
 // are statements appended to the chain on the relay; they need the relay.
+//
+// Sync also carries out what the chain decides about data this device
+// holds: a case purged after its retention period is deleted with its keys
+// (purge.go), and a stream that holds edits a compromised-since revocation
+// voided is rebuilt from verified history without them (rebuild.go).
 package client
