@@ -441,6 +441,13 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	o.must(thief, "sync")
 	o.must(thief, "log", "add", "Mina", "--category", "practical", "--minutes", "10", "--text", "thief during theft")
 	o.must(thief, "sync")
+	// The thief also writes from the stolen laptop itself, naming the chain
+	// head at P so the batch looks written before the point; the relay
+	// takes it (the head is in its chain). Kari's laptop then pulls and
+	// merges it, as the stolen laptop is not revoked yet.
+	o.with(c2, func(d *Device) { drillBackdatedLog(t, d, mina, p, "c2 backdated during theft") })
+	o.must(k1, "sync")
+	require.Contains(t, o.logTexts(k1, "Mina"), "c2 backdated during theft", "Kari's laptop before the revocation")
 
 	c := o.chain()
 	enrolled := drillStatementsAfter(c, p, func(s *syncproto.Statement) bool {
@@ -534,8 +541,10 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 		require.Contains(t, got, w, "Kari's view of Mina's log")
 	}
 	// The thief's laptop wrote into Mina before the revocation; Kari's
-	// laptop had not pulled it yet, and now ignores it.
+	// laptop had not pulled it yet, and now ignores it. The backdated
+	// entry it had merged is gone: it rebuilt Mina without it.
 	require.NotContains(t, got, "thief during theft")
+	require.NotContains(t, got, "c2 backdated during theft")
 
 	// The coordinator had pulled the thief's entry before the revocation;
 	// learning of the revocation, it rebuilt the case without it, so its
@@ -543,6 +552,7 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	t.Run("VoidEditsGone", func(t *testing.T) {
 		o := o.as(t)
 		require.NotContains(t, o.logTexts(o.coord, "Mina"), "thief during theft")
+		require.NotContains(t, o.logTexts(o.coord, "Mina"), "c2 backdated during theft")
 		require.ElementsMatch(t, o.logTexts(k1, "Mina"), o.logTexts(o.coord, "Mina"), "Kari's and the coordinator's views of Mina's log")
 	})
 
@@ -564,6 +574,8 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 		for _, w := range []string{"k1 before theft", "k1 during theft", "k1 after revocation", "coordinator after revocation"} {
 			require.Contains(t, got, w, "a new laptop's view of Mina's log")
 		}
+		require.NotContains(t, got, "thief during theft")
+		require.NotContains(t, got, "c2 backdated during theft")
 	})
 }
 
@@ -782,4 +794,41 @@ func drillBadInput(t *testing.T, bins drillBins) {
 	require.Equal(t, before, o.head())
 	o.must(o.coord, "sync")
 	o.must(k1, "sync")
+}
+
+// drillBackdatedLog writes a log entry on a stream from d, sealed under the
+// current epoch but naming the chain head at pos, and pushes it: what a
+// thief holding a device's keys can do to make an edit look older.
+func drillBackdatedLog(t *testing.T, d *Device, stream syncproto.StreamID, pos syncproto.ChainPos, text string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := d.LogAdd(stream.String(), "practical", 5, text)
+	require.NoError(t, err)
+	var raw []byte
+	require.NoError(t, d.db().QueryRow(`SELECT delta FROM local_outbox WHERE stream = ? ORDER BY n DESC LIMIT 1`, stream[:]).Scan(&raw))
+	dl, err := syncproto.UnmarshalDelta(raw)
+	require.NoError(t, err)
+	ep := d.chain.State().Streams[stream].Current().Epoch
+	dl.Epoch = ep
+	key, err := d.epochKey(stream, ep)
+	require.NoError(t, err)
+	counter, prev, err := d.authorState(stream, d.pc.device)
+	require.NoError(t, err)
+	h, ok := d.chain.HashAt(pos)
+	require.True(t, ok)
+	b, err := syncproto.SealBatch(syncproto.Batch{Tenant: d.pc.tenant, Stream: stream, Epoch: ep, Author: d.pc.device,
+		Counter: counter + 1, Prev: prev, ChainHead: syncproto.Head{Pos: pos, Hash: h}, CreatedMS: uint64(time.Now().UnixMilli())},
+		key, d.kf.Sign, []*syncproto.Delta{dl})
+	require.NoError(t, err)
+	braw, err := b.Marshal()
+	require.NoError(t, err)
+	c, err := d.client()
+	require.NoError(t, err)
+	_, _, err = c.PushBatch(ctx, stream, braw)
+	require.NoError(t, err, "the relay refused the backdated batch")
+	_, err = d.db().Exec(`DELETE FROM local_outbox WHERE id = ?`, dl.ID[:])
+	require.NoError(t, err)
+	bh, err := b.Hash()
+	require.NoError(t, err)
+	require.NoError(t, d.setAuthorState(stream, d.pc.device, counter+1, bh))
 }

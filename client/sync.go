@@ -561,7 +561,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		return 0, fmt.Errorf("%w: batch %d of %s: batch %d of device %s is missing (the relay withheld it)", ErrHistory, p.Seq, stream, lastN+1, b.Author)
 	}
 	// A batch written after its author's compromised-since point is void.
-	if author.HasCompromisedSince && b.ChainHead.Pos > author.CompromisedSince {
+	if author.HasCompromisedSince && d.afterPoint(b, rc, author) {
 		d.opts.notice("ignored batch %d of %s: written by a device after it was compromised", p.Seq, stream)
 		return 0, d.acceptAuthor(stream, b, h, p)
 	}
@@ -594,6 +594,22 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		n = len(deltas)
 	}
 	return n, d.acceptAuthor(stream, b, h, p)
+}
+
+// afterPoint reports whether a batch by a device revoked as compromised
+// since a chain position counts as written after it. The chain head a batch
+// names is its author's claim, and a thief holding the device's key can
+// name an old one; so a batch also counts as after the point if the relay
+// received it (by its signed receipt) after the signed time of the
+// statement at the point. Both are signed data every device sees alike, so
+// every device voids the same batches. An honest edit made before the
+// theft but delivered after that time is voided too: the safe side.
+func (d *Device) afterPoint(b *syncproto.Batch, rc *syncproto.Receipt, author *syncproto.DeviceInfo) bool {
+	if b.ChainHead.Pos > author.CompromisedSince {
+		return true
+	}
+	s := d.chain.Statement(author.CompromisedSince)
+	return s == nil || rc.ReceivedMS > s.TimeMS
 }
 
 // voidedDevice reports whether dev was enrolled only by chain statements
