@@ -8,6 +8,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -174,6 +175,15 @@ func drillRetention(t *testing.T, bins drillBins) {
 	leaks, _ = scanForCanaries(t, []string{o.data}, []string{retentionAddress, retentionLog, retentionPending})
 	require.Empty(t, leaks)
 
+	// journalSize is the size of a laptop's journal file: 32 bytes is the
+	// header alone, no frame.
+	journalSize := func(home string) int64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(home, vaultDir, "journal"))
+		require.NoError(t, err)
+		return fi.Size()
+	}
+
 	// gone checks that a laptop holds nothing of Mina: no row in any
 	// table, no key, and neither the case's text nor its key bytes in the
 	// replica it would write to disk; and that Mina's summary is there.
@@ -220,16 +230,24 @@ func drillRetention(t *testing.T, bins drillBins) {
 	require.Equal(t, []string{"Sara"}, o.residentNames(k1))
 
 	// K2 was offline: until it syncs it still holds the case (the positive
-	// control for gone); then it drops its pending edit and deletes it.
+	// control for gone), with a second edit in its journal; then its sync
+	// drops both pending edits, deletes the case and, before returning,
+	// compacts the journal, so no frame of the case is left on disk.
 	o.with(k2, func(d *Device) {
 		require.Contains(t, drillEpochKeys(t, d), mina)
 		v, err := d.ResidentShow("Mina", true)
 		require.NoError(t, err)
 		require.Equal(t, retentionAddress, v.Fields["secret_address"])
+		_, err = d.LogAdd("Mina", "practical", 5, retentionPending+" 2")
+		require.NoError(t, err)
+		require.Greater(t, journalSize(k2), int64(32), "the edit is not in K2's journal: the check below would prove nothing")
+		var notes []string
+		d.opts.Notice = func(s string) { notes = append(notes, s) }
+		_, err = d.Sync(ctx)
+		require.NoError(t, err, "K2's sync")
+		require.Contains(t, notes, "2 edit(s) to "+mina.String()+" were dropped: the case was purged after its retention period")
+		require.Equal(t, int64(32), journalSize(k2), "K2's journal still holds frames after the purge")
 	})
-	_, se, code = o.run(k2, "", "sync")
-	require.Equal(t, 0, code, "k2 sync: %s", se)
-	require.Contains(t, se, "1 edit(s) to "+mina.String()+" were dropped")
 	gone(k2, minaKeys[k2])
 	n := 0
 	o.with(k2, func(d *Device) { n, _ = d.Pending() })
