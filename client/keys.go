@@ -58,14 +58,6 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 			continue
 		}
 		str := st.Streams[wk.Stream]
-		if str != nil && str.Purged && wk.Tenant == d.pc.tenant && wk.Device == d.pc.device {
-			// The case was purged: the key is not wanted; the relay
-			// may destroy its copy.
-			if err := c.AckKey(ctx, wk.Stream, wk.Epoch); err != nil {
-				return err
-			}
-			continue
-		}
 		var ep *syncproto.EpochInfo
 		if str != nil {
 			ep = str.Epoch(wk.Epoch)
