@@ -133,6 +133,9 @@ func (d *Device) describeStatement(st *syncproto.Statement) (AuditEntry, syncpro
 		e.What = fmt.Sprintf("sealed alarm envelope %s (generation %d)", b.Alarm, b.Generation)
 	case *syncproto.EnvelopeReleased:
 		e.What = fmt.Sprintf("released alarm envelope %s to the police", b.Alarm)
+		if raw, err := st.Marshal(); err == nil {
+			e.What += fmt.Sprintf(" (release code %s)", syncproto.ReleaseCode(syncproto.HashStatement(raw)))
+		}
 	case *syncproto.EmergencyCardWritten:
 		e.What = fmt.Sprintf("wrote an emergency card for alarm %s", b.Alarm)
 	case *syncproto.DeviceRefused:

@@ -102,8 +102,8 @@ func (d *Device) refreshChain(ctx context.Context) error {
 			return fmt.Errorf("chain from relay: %w", err)
 		}
 		if rel, ok := st.Body.(*syncproto.EnvelopeReleased); ok && d.cfg.Role == RoleCoordinator {
-			d.opts.notice("alarm envelope %s was released to the police at %s (see fristed audit show)",
-				rel.Alarm, time.UnixMilli(int64(rel.ReleasedMS)).UTC().Format(time.RFC3339))
+			d.opts.notice("alarm envelope %s was released to the police at %s, release code %s (see fristed audit show)",
+				rel.Alarm, time.UnixMilli(int64(rel.ReleasedMS)).UTC().Format(time.RFC3339), syncproto.ReleaseCode(syncproto.HashStatement(raw)))
 		}
 	}
 	return nil

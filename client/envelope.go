@@ -386,7 +386,11 @@ type ReleaseResult struct {
 	Inner     []byte
 	SealedAt  time.Time
 	CheckCode string
-	Retry     bool
+	// ReleaseCode is the short form of the relay's released fact; the
+	// coordinators see the same code beside the release.
+	ReleaseCode string
+	Generation  uint32
+	Retry       bool
 }
 
 // ErrReleaseCheck means the relay's answer did not check out against the
@@ -430,10 +434,17 @@ func EnvelopeRelease(ctx context.Context, cred *Credential) (*ReleaseResult, err
 		}
 		return nil, err
 	}
-	return checkRelease(p, rel)
+	return checkRelease(p, rel, nonce)
 }
 
-func checkRelease(p *parsedCredential, rel *transport.Released) (*ReleaseResult, error) {
+// checkRelease checks a relay's release answer against the credential
+// alone. The proof must verify from the org's genesis and end with the
+// relay-signed "envelope released" fact for this request (its nonce hash),
+// which the chain verifier accepts only for the latest generation sealed
+// before it; the inner layer must be the one that generation's
+// coordinator-signed statement commits to. An inner layer of an earlier
+// generation is named as superseded.
+func checkRelease(p *parsedCredential, rel *transport.Released, nonce []byte) (*ReleaseResult, error) {
 	chain := syncproto.NewChain(p.org)
 	var last *syncproto.Statement
 	for i, raw := range rel.Proof {
@@ -443,29 +454,60 @@ func checkRelease(p *parsedCredential, rel *transport.Released) (*ReleaseResult,
 		}
 		last = st
 	}
-	if last == nil || !bytes.Equal(rel.Proof[len(rel.Proof)-1], rel.Sealed) {
-		return nil, fmt.Errorf("%w: the sealed statement is not the end of its proof", ErrReleaseCheck)
-	}
 	if !chain.State().Relay.Equal(p.relayKey) {
 		return nil, fmt.Errorf("%w: the org registered another relay key than the credential's", ErrReleaseCheck)
 	}
-	body, ok := last.Body.(*syncproto.EnvelopeSealed)
-	if !ok || body.Alarm != p.alarm || last.Signer != syncproto.SignerDevice {
-		return nil, fmt.Errorf("%w: the sealed statement is not this alarm's", ErrReleaseCheck)
+	if last == nil {
+		return nil, fmt.Errorf("%w: no proof", ErrReleaseCheck)
+	}
+	relBody, ok := last.Body.(*syncproto.EnvelopeReleased)
+	if !ok || last.Signer != syncproto.SignerRelay || relBody.Alarm != p.alarm {
+		return nil, fmt.Errorf("%w: the proof does not end with the relay's release of this alarm (a replayed or superseded answer)", ErrReleaseCheck)
+	}
+	if relBody.Request != syncproto.ReleaseRequestHash(nonce) {
+		return nil, fmt.Errorf("%w: the proof ends with a release recorded for another request (a replayed answer, possibly of a superseded envelope)", ErrReleaseCheck)
 	}
 	env := chain.State().Envelopes[p.alarm]
-	if env == nil || env.SealedPos != last.Pos || env.Generation != body.Generation {
-		return nil, fmt.Errorf("%w: the sealed statement is not this alarm's latest", ErrReleaseCheck)
+	if env == nil || !env.Released || env.ReleasedAt != last.Pos || env.Generation != relBody.Generation {
+		return nil, fmt.Errorf("%w: the release fact is not for this alarm's latest generation", ErrReleaseCheck)
 	}
-	if chain.IsVoid(last.Pos) {
+	sealedSt, err := syncproto.UnmarshalStatement(rel.Proof[env.SealedPos])
+	if err != nil {
+		return nil, fmt.Errorf("%w: the sealed statement: %v", ErrReleaseCheck, err)
+	}
+	body, ok := sealedSt.Body.(*syncproto.EnvelopeSealed)
+	if !ok || body.Alarm != p.alarm || body.Generation != env.Generation || sealedSt.Signer != syncproto.SignerDevice {
+		return nil, fmt.Errorf("%w: the sealed statement is not this alarm's", ErrReleaseCheck)
+	}
+	if chain.IsVoid(env.SealedPos) {
 		return nil, fmt.Errorf("%w: the sealed statement was signed by a device compromised at the time", ErrReleaseCheck)
 	}
-	if dev := chain.State().Devices[last.SignerDevice]; dev == nil || dev.Role != syncproto.RoleCoordinator {
+	if dev := chain.State().Devices[sealedSt.SignerDevice]; dev == nil || dev.Role != syncproto.RoleCoordinator {
 		return nil, fmt.Errorf("%w: the sealed statement is not a coordinator's", ErrReleaseCheck)
 	}
 	if err := fcrypto.CheckInner(rel.Inner, [32]byte(body.Inner)); err != nil {
+		if gen, at, found := supersededGeneration(rel.Proof, p.alarm, rel.Inner); found {
+			return nil, fmt.Errorf("%w: the inner layer is a superseded envelope (generation %d sealed at %s; generation %d is current)",
+				ErrReleaseCheck, gen, at.Format(time.RFC3339), env.Generation)
+		}
 		return nil, fmt.Errorf("%w: the inner layer is not the one the coordinator sealed (someone else encrypted it)", ErrReleaseCheck)
 	}
 	return &ReleaseResult{Inner: rel.Inner, SealedAt: time.UnixMilli(int64(body.SealedMS)).UTC(),
-		CheckCode: p.org.CheckCode(), Retry: rel.Retry}, nil
+		CheckCode: p.org.CheckCode(), ReleaseCode: syncproto.ReleaseCode(syncproto.HashStatement(rel.Proof[last.Pos])), Generation: env.Generation, Retry: rel.Retry}, nil
+}
+
+// supersededGeneration finds an earlier "envelope sealed" statement of
+// alarm in a verified proof that commits to inner.
+func supersededGeneration(proof [][]byte, alarm syncproto.AlarmID, inner []byte) (uint32, time.Time, bool) {
+	want := syncproto.Hash(fcrypto.InnerCommitment(inner))
+	for _, raw := range proof {
+		st, err := syncproto.UnmarshalStatement(raw)
+		if err != nil {
+			continue
+		}
+		if b, ok := st.Body.(*syncproto.EnvelopeSealed); ok && b.Alarm == alarm && b.Inner == want {
+			return b.Generation, time.UnixMilli(int64(b.SealedMS)).UTC(), true
+		}
+	}
+	return 0, time.Time{}, false
 }

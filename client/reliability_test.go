@@ -79,6 +79,7 @@ func fristedBinary(t testing.TB) string {
 type loopbackRelay struct {
 	URL    string
 	Invite string
+	Dir    string // the relay's data directory (its signing key)
 	stop   func()
 	once   sync.Once
 }
@@ -105,7 +106,7 @@ func startLoopbackRelay(t testing.TB) *loopbackRelay {
 	require.NoError(t, err)
 	srv := server.NewHTTPServer(rl.Handler(), nil)
 	go srv.Serve(ln)
-	r := &loopbackRelay{URL: "http://" + ln.Addr().String(), Invite: invite}
+	r := &loopbackRelay{URL: "http://" + ln.Addr().String(), Invite: invite, Dir: dir}
 	r.stop = func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

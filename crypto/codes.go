@@ -20,6 +20,10 @@ func groupCode(s string, n int) string {
 	return strings.Join(append(parts, s), "-")
 }
 
+// GroupedCode writes b as upper-case base32 in dash-separated groups of
+// four, for codes people read to each other (5 bytes make XXXX-XXXX).
+func GroupedCode(b []byte) string { return groupCode(idEncodingUpper.EncodeToString(b), 4) }
+
 // Fingerprint identifies an organisation: a hash of its root public key. It
 // is what devices pin at enrolment and what credential files carry.
 type Fingerprint [32]byte

@@ -223,7 +223,8 @@
 //	     200 {"inner": b64 the inner layer (an age file),
 //	          "sealed_statement": b64 the "envelope sealed" statement,
 //	          "proof": [b64 every statement from genesis up to and
-//	                    including the sealed statement],
+//	                    including the relay-signed "envelope released"
+//	                    fact of this request],
 //	          "sealed_at": RFC 3339, "released_at": RFC 3339,
 //	          "retry": false}
 //	     The secret is the credential. An unknown tenant, an unknown alarm
@@ -240,9 +241,15 @@
 //	     use the emergency card. 400 bad_request for a malformed body. The
 //	     route has its own strict per-address budget (a burst of 30, then
 //	     one request per 6 seconds): 429 rate_limited.
-//	     The client checks the sealed statement and its proof against the
-//	     org fingerprint and the inner layer's hash before it hands the
-//	     inner layer over. An alarm centre without the fristed binary can
+//	     The released fact names the generation released and Request, the
+//	     syncproto.ReleaseRequestHash of the winning request's nonce. The
+//	     client checks the proof against the org fingerprint, that it ends
+//	     with the released fact for its own nonce (so an answer recorded
+//	     for an earlier request - a superseded generation - is refused),
+//	     that the generation's sealed statement commits to the inner layer,
+//	     and prints the release code (syncproto.ReleaseCode of the released
+//	     fact), which coordinators see beside the release, before it hands
+//	     the inner layer over. An alarm centre without the fristed binary can
 //	     make the same call with curl and open the result with age:
 //
 //	        NONCE=$(head -c 16 /dev/urandom | base64)

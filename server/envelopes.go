@@ -43,8 +43,6 @@ const (
 	releaseRetryWindow = 10 * time.Minute
 	// forgetEvery spaces the sweeps that drop kept inner layers.
 	forgetEvery = time.Minute
-	// releaseNonceLabel separates nonce hashes from every other hash.
-	releaseNonceLabel = "fristed/v1/release-nonce"
 	minReleaseNonce   = 16
 	maxReleaseNonce   = 32
 	releaseSecretSize = 32
@@ -317,7 +315,7 @@ func (r *Relay) releaseEnvelope(c echo.Context) error {
 	}
 	given := syncproto.Hash(sha256.Sum256(secret))
 	clear(secret)
-	nonceHash := syncproto.Hash(fcrypto.LabeledHash(releaseNonceLabel, nonce))
+	nonceHash := syncproto.ReleaseRequestHash(nonce)
 	r.forgetInner(ctx)
 
 	t, err := r.tenants.get(ctx, tid)
@@ -455,7 +453,7 @@ func (r *Relay) finishRelease(ctx context.Context, t *tenant, alarm syncproto.Al
 				return nil, errReleaseRecorded
 			}
 			s := ch.Next(t.id, syncproto.SignerRelay, syncproto.DeviceID{}, uint64(r.now().UnixMilli()),
-				&syncproto.EnvelopeReleased{Alarm: alarm, Generation: gen, ReleasedMS: uint64(env.ReleasedAt.UnixMilli())})
+				&syncproto.EnvelopeReleased{Alarm: alarm, Generation: gen, ReleasedMS: uint64(env.ReleasedAt.UnixMilli()), Request: env.NonceHash})
 			if err := s.Sign(r.signer); err != nil {
 				return nil, err
 			}
@@ -485,11 +483,17 @@ func (r *Relay) finishRelease(ctx context.Context, t *tenant, alarm syncproto.Al
 	return nil
 }
 
-// releaseAnswer is the answer to the winning release and its retries.
+// releaseAnswer is the answer to the winning release and its retries: the
+// inner layer, the coordinator-signed "envelope sealed" statement that
+// commits to it, and the chain from genesis up to and including the
+// relay-signed "envelope released" fact for this request (which names the
+// generation and the request's nonce hash). The client accepts only a proof
+// that ends with the fact for its own nonce, so an answer recorded for an
+// earlier request - a superseded generation's - is refused.
 func (r *Relay) releaseAnswer(c echo.Context, t *tenant, alarm syncproto.AlarmID, env store.Envelope, retry bool) error {
-	sealedRaw, proof, sealedMS, ok := sealedProof(t, alarm, env.Inner)
+	sealedRaw, proof, sealedMS, ok := releasedProof(t, alarm, env.NonceHash, env.Inner)
 	if !ok {
-		return wire(syncproto.CodeInternal, "no envelope sealed statement matches the inner layer")
+		return wire(syncproto.CodeInternal, "no envelope released fact matches the request")
 	}
 	enc := base64.StdEncoding
 	out := make([]string, len(proof))
@@ -506,32 +510,35 @@ func (r *Relay) releaseAnswer(c echo.Context, t *tenant, alarm syncproto.AlarmID
 	})
 }
 
-// sealedProof finds the "envelope sealed" statement of alarm that commits
-// to inner, and the chain from genesis up to and including it.
-func sealedProof(t *tenant, alarm syncproto.AlarmID, inner []byte) (sealed []byte, proof [][]byte, sealedMS uint64, ok bool) {
+// releasedProof finds the "envelope released" fact of alarm recorded for
+// the request with nonce hash request, the "envelope sealed" statement it
+// released (which must commit to inner), and the chain from genesis up to
+// and including the released fact.
+func releasedProof(t *tenant, alarm syncproto.AlarmID, request syncproto.Hash, inner []byte) (sealed []byte, proof [][]byte, sealedMS uint64, ok bool) {
 	want := syncproto.Hash(fcrypto.InnerCommitment(inner))
 	t.read(func(ch *syncproto.Chain) {
-		match := func(pos int) bool {
-			if pos < 0 || pos >= len(t.raws) {
-				return false
-			}
+		relPos := -1
+		var gen uint32
+		for pos := len(t.raws) - 1; pos >= 0 && relPos < 0; pos-- {
 			s, err := syncproto.UnmarshalStatement(t.raws[pos])
 			if err != nil {
-				return false
+				return
 			}
-			b, isSealed := s.Body.(*syncproto.EnvelopeSealed)
-			if !isSealed || b.Alarm != alarm || b.Inner != want {
-				return false
+			if b, isRel := s.Body.(*syncproto.EnvelopeReleased); isRel && b.Alarm == alarm && b.Request == request {
+				relPos, gen = pos, b.Generation
 			}
-			sealed, sealedMS, ok = t.raws[pos], b.SealedMS, true
-			proof = append([][]byte(nil), t.raws[:pos+1]...)
-			return true
 		}
-		if e := ch.State().Envelopes[alarm]; e != nil && match(int(e.SealedPos)) {
-			return
-		}
-		for pos := len(t.raws) - 1; pos >= 0; pos-- {
-			if match(pos) {
+		for pos := relPos - 1; pos >= 0; pos-- {
+			s, err := syncproto.UnmarshalStatement(t.raws[pos])
+			if err != nil {
+				return
+			}
+			if b, isSealed := s.Body.(*syncproto.EnvelopeSealed); isSealed && b.Alarm == alarm && b.Generation == gen {
+				if b.Inner != want {
+					return
+				}
+				sealed, sealedMS, ok = t.raws[pos], b.SealedMS, true
+				proof = append([][]byte(nil), t.raws[:relPos+1]...)
 				return
 			}
 		}

@@ -155,7 +155,16 @@ func TestEnvelopeRelease(t *testing.T) {
 		_, err := ch.Append(raw)
 		require.NoError(t, err, "proof verifies")
 	}
-	require.Equal(t, rel.Sealed, rel.Proof[len(rel.Proof)-1])
+	require.Contains(t, rel.Proof, rel.Sealed)
+	// The proof ends with the relay's released fact for this request.
+	last, err := syncproto.UnmarshalStatement(rel.Proof[len(rel.Proof)-1])
+	require.NoError(t, err)
+	lb, ok := last.Body.(*syncproto.EnvelopeReleased)
+	require.True(t, ok, "proof ends with %T, want the released fact", last.Body)
+	require.Equal(t, syncproto.SignerRelay, last.Signer)
+	require.Equal(t, alarm, lb.Alarm)
+	require.Equal(t, b.Generation, lb.Generation)
+	require.Equal(t, syncproto.ReleaseRequestHash(nonce), lb.Request)
 	require.WithinDuration(t, time.UnixMilli(int64(b.SealedMS)), rel.SealedAt, time.Second)
 	require.WithinDuration(t, time.Now(), rel.ReleasedAt, time.Minute)
 	require.Equal(t, 1, releasedFacts(t, g.cs, alarm))

@@ -431,7 +431,7 @@ func allBodies(tb testing.TB) []Body {
 		&StreamPurged{Stream: testStreamID("s")},
 		&PoliceContactAdded{Contact: testContactID("p")},
 		&EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 3, Inner: testHash("i"), SealedMS: 9},
-		&EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 3, ReleasedMS: 10},
+		&EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 3, ReleasedMS: 10, Request: Hash{7}},
 		&EmergencyCardWritten{Alarm: testAlarmID("a"), Card: testHash("card")},
 		&DeviceRefused{Device: d.id},
 		&AuditCheckpoint{Stream: testStreamID("audit"), Seq: 4, Head: testHash("h")},

@@ -182,11 +182,16 @@ type (
 		Inner      Hash
 		SealedMS   uint64
 	}
-	// EnvelopeReleased is a relay fact.
+	// EnvelopeReleased is a relay fact. Request is the labelled hash of
+	// the winning release request's client nonce (ReleaseRequestHash):
+	// the releasing client accepts only a proof that ends with the fact
+	// for its own request, so a relay cannot answer with a release
+	// recorded earlier (for a superseded generation).
 	EnvelopeReleased struct {
 		Alarm      AlarmID
 		Generation uint32
 		ReleasedMS uint64
+		Request    Hash
 	}
 	EmergencyCardWritten struct {
 		Alarm AlarmID
@@ -343,11 +348,13 @@ func (b *EnvelopeReleased) encode(e *enc) {
 	e.raw(b.Alarm[:])
 	e.u32(b.Generation)
 	e.u64(b.ReleasedMS)
+	e.raw(b.Request[:])
 }
 func (b *EnvelopeReleased) decode(d *dec) {
 	d.fixed(b.Alarm[:])
 	b.Generation = d.u32()
 	b.ReleasedMS = d.u64()
+	d.fixed(b.Request[:])
 }
 func (b *EmergencyCardWritten) encode(e *enc) { e.raw(b.Alarm[:]); e.raw(b.Card[:]) }
 func (b *EmergencyCardWritten) decode(d *dec) { d.fixed(b.Alarm[:]); d.fixed(b.Card[:]) }

@@ -534,7 +534,7 @@ func fullChain(tb testing.TB) (*baseOrg, []signer) {
 	add(as(o.c), &PoliceContactAdded{Contact: testContactID("oslo")})
 	add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1, Inner: testHash("inner"), SealedMS: o.now})
 	add(as(o.d1), &EmergencyCardWritten{Alarm: testAlarmID("a"), Card: testHash("card")})
-	add(asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, ReleasedMS: o.now})
+	add(asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, ReleasedMS: o.now, Request: ReleaseRequestHash([]byte("vector release nonce 0"))})
 	add(as(o.c), &SnapshotCountersigned{Stream: o.s, Seq: 7, Snapshot: testHash("snapshot")})
 	add(as(o.c), &AuditCheckpoint{Stream: audit, Seq: 3, Head: testHash("audit head")})
 	add(as(o.c), &Unassigned{Stream: o.s, Worker: o.w1})

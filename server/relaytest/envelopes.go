@@ -41,7 +41,7 @@ func (s *Session) PutEnvelope(alarm syncproto.AlarmID, generation uint32, outer 
 type Released struct {
 	Inner      []byte
 	Sealed     []byte   // the coordinator-signed "envelope sealed" statement
-	Proof      [][]byte // the chain from genesis up to and including Sealed
+	Proof      [][]byte // the chain from genesis up to and including the released fact
 	SealedAt   time.Time
 	ReleasedAt time.Time
 	Retry      bool

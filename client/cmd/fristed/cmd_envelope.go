@@ -96,7 +96,8 @@ paper. On any failure nothing is written to stdout.`,
 			if res.Retry {
 				fmt.Fprintln(e.stderr, "fristed: this was a retry of the same release")
 			}
-			fmt.Fprintf(e.stderr, "fristed: sealed at %s\nfristed: check code %s\n", res.SealedAt.Format("2006-01-02 15:04 UTC"), res.CheckCode)
+			fmt.Fprintf(e.stderr, "fristed: sealed at %s\nfristed: check code %s\nfristed: release code %s (the organisation sees the same code beside this release)\n",
+				res.SealedAt.Format("2006-01-02 15:04 UTC"), res.CheckCode, res.ReleaseCode)
 			return nil
 		},
 	})

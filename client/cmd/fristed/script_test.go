@@ -53,10 +53,11 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"relay":   cmdRelay,
-			"setlast": cmdSetLast,
-			"errline": cmdErrLine,
-			"json":    cmdJSON,
+			"relay":     cmdRelay,
+			"setlast":   cmdSetLast,
+			"setstderr": cmdSetStderr,
+			"errline":   cmdErrLine,
+			"json":      cmdJSON,
 		},
 	})
 }
@@ -111,6 +112,20 @@ func cmdSetLast(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Setenv(args[0], line)
+}
+
+// cmdSetStderr sets NAME to the first group of REGEXP's match in stderr.
+func cmdSetStderr(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: setstderr NAME REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile("stderr"))
+	if len(m) < 2 {
+		ts.Fatalf("stderr has no match with a group for %s", args[1])
+	}
+	ts.Setenv(args[0], m[1])
 }
 
 const errPrefix = "fristed: error: "
