@@ -42,7 +42,7 @@ const (
 	// kept inner layer is dropped.
 	releaseRetryWindow = 10 * time.Minute
 	// forgetEvery spaces the sweeps that drop kept inner layers.
-	forgetEvery = time.Minute
+	forgetEvery       = time.Minute
 	minReleaseNonce   = 16
 	maxReleaseNonce   = 32
 	releaseSecretSize = 32
