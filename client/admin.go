@@ -93,6 +93,8 @@ type ResidentAddParams struct {
 	Pseudonym string
 	Arrived   string // YYYY-MM-DD
 	Unit      string
+	// Description is the physical description without a photo (sealed).
+	Description string
 }
 
 // ResidentAdd opens a case: a new stream keyed to the coordinators, with
@@ -104,6 +106,9 @@ func (d *Device) ResidentAdd(ctx context.Context, p ResidentAddParams) (syncprot
 	fields := map[string]string{"pseudonym": p.Pseudonym, "arrived": p.Arrived}
 	if p.Unit != "" {
 		fields["unit"] = p.Unit
+	}
+	if p.Description != "" {
+		fields["description"] = p.Description
 	}
 	if strings.TrimSpace(p.Pseudonym) == "" {
 		return syncproto.StreamID{}, errors.New("resident add: --pseudonym is required")

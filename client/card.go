@@ -17,6 +17,7 @@ import (
 //	FRISTED ALARM CARD
 //	Alarm: a_...
 //	Sealed at: 2026-01-02T03:04:05Z
+//	Status: active
 //	Pseudonym: ...
 //	...
 //	-- signature --
@@ -42,10 +43,14 @@ type CardContact struct {
 
 // CardContent is what a card says.
 type CardContent struct {
-	Alarm          syncproto.AlarmID
-	SealedAt       time.Time
+	Alarm    syncproto.AlarmID
+	SealedAt time.Time
+	// Closed is set when the case was closed or the resident moved out:
+	// the card then says so and carries no address and no threat.
+	Closed         string // the move-out date, or "" for an active case
 	Pseudonym      string
 	LegalName      string
+	Description    string // physical description without a photo
 	SecretAddress  string
 	AddressCode    string
 	ThreatActors   string
@@ -83,8 +88,14 @@ func cardBody(c CardContent) string {
 	b.WriteString(cardTitle + "\n")
 	cardLine(&b, "Alarm", c.Alarm.String())
 	cardLine(&b, "Sealed at", c.SealedAt.UTC().Truncate(time.Second).Format(time.RFC3339))
+	if c.Closed != "" {
+		cardLine(&b, "Status", "CASE CLOSED (moved out "+c.Closed+"): no address is known to the organisation")
+	} else {
+		cardLine(&b, "Status", "active")
+	}
 	cardLine(&b, "Pseudonym", c.Pseudonym)
 	cardLine(&b, "Legal name", c.LegalName)
+	cardLine(&b, "Description", c.Description)
 	cardLine(&b, "Secret address", c.SecretAddress)
 	cardLine(&b, "Address code", c.AddressCode)
 	cardLine(&b, "Threat actors", c.ThreatActors)
@@ -108,6 +119,13 @@ func cardBody(c CardContent) string {
 		cardLine(&b, "Instruction", in)
 	}
 	return b.String()
+}
+
+// CardContentHash identifies what a card says apart from when it was
+// sealed: a re-seal is due when the case's card would say something else.
+func CardContentHash(c CardContent) syncproto.Hash {
+	c.SealedAt = time.Time{}
+	return syncproto.Hash(fcrypto.LabeledHash("fristed/v1/card-content", []byte(cardBody(c))))
 }
 
 // BuildCard writes and signs a card as device signer of the org.

@@ -43,7 +43,8 @@ func cardVectorContent(t *testing.T) CardContent {
 	require.NoError(t, err)
 	return CardContent{
 		Alarm: alarm, SealedAt: time.Date(2026, 11, 29, 9, 30, 0, 0, time.UTC),
-		Pseudonym: "Mina", LegalName: "Mina Testesen", SecretAddress: "Lilleveien 4C\n0575 Oslo", AddressCode: "6",
+		Pseudonym: "Mina", LegalName: "Mina Testesen", Description: "About 165 cm, slim, long dark hair,\nscar above the left eyebrow",
+		SecretAddress: "Lilleveien 4C\n0575 Oslo", AddressCode: "6",
 		ThreatActors: "Ex-partner and his brother", ThreatVehicles: "Grey Volvo V70",
 		Contacts:     []CardContact{{Role: "police", Name: "Kari Nordmann", Phone: "+47 22 00 00 00"}},
 		Instructions: []string{"Break-in: call 112, then the unit", "Do not disclose the address. Verify this card's check code with the organisation."},

@@ -83,6 +83,8 @@ func (d *Device) ResidentClose(ctx context.Context, ref, movedTo string) error {
 	if err := d.push(ctx, &res); err != nil {
 		return err
 	}
+	// The alarm card must no longer give the address out.
+	d.resealNotices(ctx, &sid)
 	return d.save()
 }
 

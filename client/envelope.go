@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -200,8 +201,10 @@ type SealResult struct {
 // EnvelopeSeal builds and signs a resident's alarm card, seals it to the
 // police contact and the relay's release key, commits to it in the chain,
 // uploads it and records the alarm in the directory. The credential file
-// is written in dir (created on the first seal; a re-seal of the same
-// resident for the same contact reuses the alarm id and needs that file).
+// is written in dir on the first seal; a re-seal of the same resident for
+// the same contact reuses the alarm id and the credential (whose secret's
+// hash the directory keeps; an alarm sealed before it did needs the
+// credential file in dir).
 func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string) (*SealResult, error) {
 	if err := d.requireCoordinator(); err != nil {
 		return nil, err
@@ -225,29 +228,34 @@ func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string)
 	if err != nil {
 		return nil, err
 	}
-	var secret []byte
 	c, err := d.client()
 	if err != nil {
 		return nil, err
 	}
+	var secretHash syncproto.Hash
 	if found {
 		res.Resealed = true
 		res.CredentialPath = filepath.Join(dir, CredentialFile(alarm))
-		cred, err := ReadCredential(res.CredentialPath)
-		if err != nil {
-			return nil, fmt.Errorf("re-seal of alarm %s needs its credential file %s in this directory: %w", alarm, CredentialFile(alarm), err)
+		if secretHash, err = d.alarmSecretHash(alarm); err != nil {
+			cred, err := ReadCredential(res.CredentialPath)
+			if err != nil {
+				return nil, fmt.Errorf("re-seal of alarm %s needs its credential file %s in this directory: %w", alarm, CredentialFile(alarm), err)
+			}
+			p, err := cred.parse()
+			if err != nil || p.alarm != alarm {
+				return nil, fmt.Errorf("credential file %s is not for alarm %s", res.CredentialPath, alarm)
+			}
+			secretHash = syncproto.Hash(sha256.Sum256(p.secret))
+		} else {
+			res.CredentialPath = CredentialFile(alarm)
 		}
-		p, err := cred.parse()
-		if err != nil || p.alarm != alarm {
-			return nil, fmt.Errorf("credential file %s is not for alarm %s", res.CredentialPath, alarm)
-		}
-		secret = p.secret
 	} else {
 		alarm = syncproto.NewAlarmID()
-		secret = make([]byte, 32)
+		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
 			return nil, err
 		}
+		secretHash = syncproto.Hash(sha256.Sum256(secret))
 		// The credential first: an envelope nobody can release is worse
 		// than a credential for an envelope that was never uploaded.
 		if _, err := c.RelayKey(ctx); err != nil {
@@ -256,6 +264,7 @@ func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string)
 		cred := Credential{Alarm: alarm.String(), Tenant: d.pc.tenant.String(), Secret: base64.StdEncoding.EncodeToString(secret),
 			Relay: d.cfg.RelayURL, RelayPin: c.Pin(), RelayKey: d.pc.relayKey.String(), Org: d.pc.org.String()}
 		raw, _ := json.MarshalIndent(cred, "", "  ")
+		clear(secret)
 		res.CredentialPath = filepath.Join(dir, CredentialFile(alarm))
 		if err := writeNew(res.CredentialPath, append(raw, '\n')); err != nil {
 			return nil, fmt.Errorf("write credential: %w", err)
@@ -270,14 +279,32 @@ func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string)
 			os.Remove(res.CredentialPath)
 		}
 	}()
+	gen, err := d.sealGeneration(ctx, sid, alarm, contact, policeRcpt, secretHash, func() { committed = true })
+	if err != nil {
+		return nil, err
+	}
+	res.Generation = gen
+	return res, nil
+}
 
+// sealGeneration seals the next generation of an alarm's envelope from the
+// case as it is now: card, release key (which destroys every earlier
+// release identity of the alarm on the relay), statement, upload, and the
+// directory record. committed is called once the chain holds the new
+// generation's statement.
+func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, alarm syncproto.AlarmID, contact syncproto.ContactID,
+	policeRcpt age.Recipient, secretHash syncproto.Hash, committed func()) (uint32, error) {
+	c, err := d.client()
+	if err != nil {
+		return 0, err
+	}
 	// Reading the sealed fields is a reveal: audit it first.
 	if err := d.audit("reveal", sid); err != nil {
-		return nil, fmt.Errorf("record the reveal in the audit log: %w", err)
+		return 0, fmt.Errorf("record the reveal in the audit log: %w", err)
 	}
 	v, err := d.rep.Resident(sid, true)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	sealedAt := d.opts.now().Truncate(time.Second)
 	if prev := d.chain.State().Envelopes[alarm]; prev != nil {
@@ -287,40 +314,42 @@ func (d *Device) EnvelopeSeal(ctx context.Context, resident, police, dir string)
 			sealedAt = last.Add(time.Second)
 		}
 	}
-	card, err := BuildCard(cardContent(v, alarm, sealedAt), d.pc.device, d.kf.Sign, d.pc.org)
+	content := cardContent(v, alarm, sealedAt)
+	card, err := BuildCard(content, d.pc.device, d.kf.Sign, d.pc.org)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if d.CardPreview != nil && !d.CardPreview(card) {
-		return nil, errors.New("not sealed")
+		return 0, errors.New("not sealed")
 	}
 	rcpt, gen, err := c.ReleaseKey(ctx, alarm)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	inner, outer, err := fcrypto.SealEnvelope(card, policeRcpt, rcpt)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	body := &syncproto.EnvelopeSealed{Alarm: alarm, Generation: gen,
 		Inner: syncproto.Hash(fcrypto.InnerCommitment(inner)), SealedMS: uint64(sealedAt.UnixMilli())}
 	if _, err := d.postStatement(ctx, body, nil); err != nil {
-		return nil, err
+		return 0, err
 	}
-	committed = true
-	if err := c.PutEnvelope(ctx, alarm, gen, outer, syncproto.Hash(sha256.Sum256(secret))); err != nil {
-		return nil, err
+	committed()
+	if err := c.PutEnvelope(ctx, alarm, gen, outer, secretHash); err != nil {
+		return 0, err
 	}
-	res.Generation = gen
 	if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), map[string]string{
-		"resident": sid.String(), "police": syncproto.DeltaID(contact).String(), "sealed_at": sealedAt.Format(time.RFC3339)}); err != nil {
-		return nil, err
+		"resident": sid.String(), "police": syncproto.DeltaID(contact).String(), "sealed_at": sealedAt.Format(time.RFC3339),
+		"secret_hash": secretHash.String(), "content": CardContentHash(content).String(),
+		"generation": strconv.FormatUint(uint64(gen), 10)}); err != nil {
+		return 0, err
 	}
 	var sr SyncResult
 	if err := d.push(ctx, &sr); err != nil {
-		return nil, err
+		return 0, err
 	}
-	return res, d.save()
+	return gen, d.save()
 }
 
 // alarmFor finds the alarm sealed earlier for resident and contact.
@@ -339,18 +368,173 @@ func (d *Device) alarmFor(sid syncproto.StreamID, contact syncproto.ContactID) (
 	return syncproto.AlarmID{}, false, nil
 }
 
+// alarmSecretHash is the credential secret's hash the directory keeps for
+// an alarm.
+func (d *Device) alarmSecretHash(alarm syncproto.AlarmID) (syncproto.Hash, error) {
+	ls, err := d.labels(kindAlarm)
+	if err != nil {
+		return syncproto.Hash{}, err
+	}
+	for _, l := range ls {
+		if syncproto.AlarmID(l.ID) == alarm {
+			h, err := syncproto.ParseHash(l.Fields["secret_hash"])
+			if err != nil || h.IsZero() {
+				return syncproto.Hash{}, errors.New("no secret hash recorded")
+			}
+			return h, nil
+		}
+	}
+	return syncproto.Hash{}, errors.New("unknown alarm")
+}
+
+// Resealed is one envelope re-sealed automatically.
+type Resealed struct {
+	Alarm      syncproto.AlarmID
+	Resident   syncproto.StreamID
+	Generation uint32
+	Closed     bool // the new card says the case is closed
+}
+
+// ResealChanged re-seals every alarm envelope whose card would now say
+// something else than the sealed one (a new address, threat, contact,
+// instruction or description; a move-out or closing), or whose chain
+// generation is not the one the directory recorded (an interrupted
+// re-seal). The relay destroys the old release identity before it hands
+// out the new key, so the old envelope can never be opened again; the
+// alarm id and credential stay the same. only limits it to one resident.
+// Coordinators only: the chain accepts "envelope sealed" from them.
+func (d *Device) ResealChanged(ctx context.Context, only *syncproto.StreamID) ([]Resealed, error) {
+	if d.cfg.Role != RoleCoordinator {
+		return nil, nil
+	}
+	ls, err := d.labels(kindAlarm)
+	if err != nil {
+		return nil, err
+	}
+	st := d.chain.State()
+	var out []Resealed
+	var errs []error
+	for _, l := range ls {
+		alarm := syncproto.AlarmID(l.ID)
+		env := st.Envelopes[alarm]
+		sid, err := syncproto.ParseStreamID(l.Fields["resident"])
+		if err != nil || env == nil || (only != nil && *only != sid) {
+			continue
+		}
+		if s, ok := st.Streams[sid]; !ok || s.Purged {
+			continue
+		}
+		due, err := d.resealDue(l, sid, alarm, env.Generation)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
+			continue
+		}
+		if !due {
+			continue
+		}
+		secretHash, err := syncproto.ParseHash(l.Fields["secret_hash"])
+		if err != nil || secretHash.IsZero() {
+			errs = append(errs, fmt.Errorf("alarm %s changed but was sealed before the directory kept its secret's hash: re-seal it with fristed envelope seal beside its credential file", alarm))
+			continue
+		}
+		contact := syncproto.ContactID(mustDeltaID(l.Fields["police"]))
+		rcpt, err := d.policeRecipient(contact)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
+			continue
+		}
+		gen, err := d.sealGeneration(ctx, sid, alarm, contact, rcpt, secretHash, func() {})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("re-seal alarm %s: %w", alarm, err))
+			continue
+		}
+		v, _ := d.rep.Resident(sid, false)
+		out = append(out, Resealed{Alarm: alarm, Resident: sid, Generation: gen, Closed: v != nil && caseClosed(v)})
+	}
+	return out, errors.Join(errs...)
+}
+
+// resealNotices runs ResealChanged and says on stderr what it did; a
+// failure is a notice too (the change is still due, so the next sync
+// tries again), never a failed sync or close.
+func (d *Device) resealNotices(ctx context.Context, only *syncproto.StreamID) {
+	done, err := d.ResealChanged(ctx, only)
+	for _, r := range done {
+		why := "the card's data changed"
+		if r.Closed {
+			why = "the case is closed; the new card says so and holds no address"
+		}
+		d.opts.notice("alarm envelope %s re-sealed (generation %d): %s; the old envelope can no longer be opened, the police keep their credential", r.Alarm, r.Generation, why)
+	}
+	if err != nil {
+		d.opts.notice("an alarm envelope is due for re-sealing and was not re-sealed (tried again at the next sync): %v", err)
+	}
+}
+
+// resealDue says whether the case's card now differs from the sealed one.
+func (d *Device) resealDue(l label, sid syncproto.StreamID, alarm syncproto.AlarmID, chainGen uint32) (bool, error) {
+	if l.Fields["generation"] != strconv.FormatUint(uint64(chainGen), 10) {
+		return true, nil
+	}
+	v, err := d.rep.Resident(sid, true)
+	if err != nil {
+		return false, err
+	}
+	return CardContentHash(cardContent(v, alarm, time.Time{})).String() != l.Fields["content"], nil
+}
+
+// policeRecipient is a registered police contact's age recipient.
+func (d *Device) policeRecipient(contact syncproto.ContactID) (age.Recipient, error) {
+	if _, ok := d.chain.State().Contacts[contact]; !ok {
+		return nil, errors.New("its police contact is not in the chain")
+	}
+	ls, err := d.labels(kindPolice)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		if syncproto.ContactID(l.ID) == contact {
+			return fcrypto.ParsePoliceRecipient(l.Fields["recipient"])
+		}
+	}
+	return nil, errors.New("its police contact is not in the directory")
+}
+
+func mustDeltaID(s string) syncproto.DeltaID {
+	id, _ := syncproto.ParseDeltaID(s)
+	return id
+}
+
+// caseClosed: the card of a closed case, or of a resident who moved out,
+// carries no address and no threat.
+func caseClosed(v *replica.ResidentView) bool {
+	return v.Fields["closed"] == "yes" || v.Fields["moved_out"] != ""
+}
+
 // cardContent takes what a card says from a revealed case: the latest
 // threat assessment, the contact persons, the crisis plan.
 func cardContent(v *replica.ResidentView, alarm syncproto.AlarmID, sealedAt time.Time) CardContent {
 	c := CardContent{Alarm: alarm, SealedAt: sealedAt, Pseudonym: v.Fields["pseudonym"], LegalName: v.Fields["legal_name"],
-		SecretAddress: v.Fields["secret_address"], AddressCode: v.Fields["address_code"]}
+		Description: v.Fields["description"]}
+	for _, r := range v.Records["contact"] {
+		c.Contacts = append(c.Contacts, CardContact{Role: r.Fields["role"], Name: r.Fields["name"], Phone: r.Fields["phone"]})
+	}
+	if caseClosed(v) {
+		// The police still learn who the alarm was for and whom to call,
+		// but no address or threat that is no longer this org's to give.
+		c.Closed = v.Fields["moved_out"]
+		if c.Closed == "" {
+			c.Closed = "date not recorded"
+		}
+		c.Instructions = []string{"The case is closed: the resident no longer lives at an address known to the organisation. Call the contact persons.",
+			"Verify this card's check code with the organisation."}
+		return c
+	}
+	c.SecretAddress, c.AddressCode = v.Fields["secret_address"], v.Fields["address_code"]
 	threats := append([]replica.Record(nil), v.Records["threat"]...)
 	sort.SliceStable(threats, func(i, j int) bool { return threats[i].Fields["date"] < threats[j].Fields["date"] })
 	if n := len(threats); n > 0 {
 		c.ThreatActors, c.ThreatVehicles = threats[n-1].Fields["actors"], threats[n-1].Fields["vehicles"]
-	}
-	for _, r := range v.Records["contact"] {
-		c.Contacts = append(c.Contacts, CardContact{Role: r.Fields["role"], Name: r.Fields["name"], Phone: r.Fields["phone"]})
 	}
 	for _, r := range v.Records["crisis"] {
 		in := r.Fields["scenario"]

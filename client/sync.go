@@ -88,7 +88,13 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	if err := d.purgeRemoved(ctx); err != nil {
 		return err
 	}
-	return d.pull(ctx, res)
+	if err := d.pull(ctx, res); err != nil {
+		return err
+	}
+	if d.cfg.Role == RoleCoordinator {
+		d.resealNotices(ctx, nil)
+	}
+	return nil
 }
 
 // push seals and sends the outbox, stream by stream, in batches.

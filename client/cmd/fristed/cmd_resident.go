@@ -16,14 +16,17 @@ func init() {
 	register(&command{
 		name:    "resident add",
 		summary: "open a case for a new resident (coordinator)",
-		usage:   "--pseudonym P --arrived YYYY-MM-DD [--unit U]",
+		usage:   "--pseudonym P --arrived YYYY-MM-DD [--unit U] [--description TEXT|@-]",
 		help: `The pseudonym is the name used in the software. Sealed fields (legal name,
 aliases, secret address) are set afterwards with fristed resident set, e.g.
-secret_address=@- to type the address on stdin, out of shell history.`,
+secret_address=@- to type the address on stdin, out of shell history.
+--description is the physical description without a photo that the alarm
+card carries (sealed); @- reads it from stdin.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("pseudonym", "", "the name used in the software")
 			fs.String("arrived", "", "arrival date, YYYY-MM-DD")
 			fs.String("unit", "", "unit (bokollektiv or flat group)")
+			fs.String("description", "", "physical description without a photo (sealed; @- reads stdin)")
 		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -32,9 +35,13 @@ secret_address=@- to type the address on stdin, out of shell history.`,
 			if flagStr(fs, "pseudonym") == "" || flagStr(fs, "arrived") == "" {
 				return usagef("--pseudonym and --arrived are required")
 			}
+			desc, err := e.descriptionFlag(fs, args)
+			if err != nil {
+				return err
+			}
 			return e.withDevice(func(d *client.Device) error {
 				id, err := d.ResidentAdd(e.ctx, client.ResidentAddParams{Pseudonym: flagStr(fs, "pseudonym"),
-					Arrived: flagStr(fs, "arrived"), Unit: flagStr(fs, "unit")})
+					Arrived: flagStr(fs, "arrived"), Unit: flagStr(fs, "unit"), Description: desc})
 				if err != nil {
 					return err
 				}
@@ -46,17 +53,32 @@ secret_address=@- to type the address on stdin, out of shell history.`,
 	register(&command{
 		name:    "resident set",
 		summary: "set fields of a resident's case",
-		usage:   "RESIDENT FIELD=VALUE...",
+		usage:   "RESIDENT [--description TEXT|@-] FIELD=VALUE...",
 		help: `RESIDENT is the resident id or pseudonym. FIELD=@- reads the value from
 stdin, so secrets never reach shell history or the process list.
-Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_code=6|7|none).`,
+Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_code=6|7|none).
+--description TEXT is the same as description=TEXT: the physical description
+without a photo that the alarm card carries.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.String("description", "", "physical description without a photo (sealed; @- reads stdin)")
+		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
-			if len(args) < 2 {
-				return usagef("want RESIDENT and at least one FIELD=VALUE")
+			desc, err := e.descriptionFlag(fs, args)
+			if err != nil {
+				return err
+			}
+			if len(args) < 1 || (len(args) < 2 && desc == "") {
+				return usagef("want RESIDENT and at least one FIELD=VALUE or --description")
 			}
 			fields, err := e.parseFields(args[1:])
 			if err != nil {
 				return err
+			}
+			if desc != "" {
+				if _, dup := fields["description"]; dup {
+					return usagef("description given twice")
+				}
+				fields["description"] = desc
 			}
 			return e.withDevice(func(d *client.Device) error {
 				if err := d.ResidentSet(args[0], fields); err != nil {
@@ -116,6 +138,28 @@ Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_c
 
 // parseFields turns FIELD=VALUE arguments into a map; one value may be
 // "@-", read from stdin.
+// descriptionFlag is the value of --description, read from stdin for @-.
+// A sealed value typed on the command line gets the shell-history warning.
+func (e *env) descriptionFlag(fs *flag.FlagSet, args []string) (string, error) {
+	v := flagStr(fs, "description")
+	switch {
+	case v == "@-":
+		for _, a := range args {
+			if strings.HasSuffix(a, "=@-") {
+				return "", usagef("only one field can be read from stdin")
+			}
+		}
+		f, err := e.parseFields([]string{"description=@-"})
+		if err != nil {
+			return "", err
+		}
+		return f["description"], nil
+	case v != "":
+		fmt.Fprintln(e.stderr, "fristed: warning: description given on the command line may stay in shell history; next time use --description @- and type it on stdin")
+	}
+	return v, nil
+}
+
 func (e *env) parseFields(args []string) (map[string]string, error) {
 	fields := map[string]string{}
 	usedStdin := false
