@@ -150,9 +150,14 @@ func (dm *demo) startRelay() (func(), string, error) {
 }
 
 const (
-	demoAddress = "Fjellveien 17B, 2. etasje"
-	demoLegal   = "Amina Rahimi"
+	demoAddress     = "Fjellveien 17B, 2. etasje"
+	demoNewAddress  = "Bakkegata 3A, 1. etasje"
+	demoLegal       = "Amina Rahimi"
+	demoDescription = "About 165 cm, slim, long dark hair, scar above the left eyebrow"
 )
+
+// demoCanaries are the case's words that must never be in the relay's files.
+var demoCanaries = []string{demoAddress, demoNewAddress, demoLegal, demoDescription, "Mina", "Kari Nordmann"}
 
 func (dm *demo) story(invite string) error {
 	ctx := dm.e.ctx
@@ -197,7 +202,7 @@ func (dm *demo) story(invite string) error {
 	dm.title("A resident arrives; only Kari is assigned")
 	var rid syncproto.StreamID
 	if err := dm.as("coordinator", func(c *client.Device) error {
-		if rid, err = c.ResidentAdd(ctx, client.ResidentAddParams{Pseudonym: "Mina", Arrived: time.Now().Format("2006-01-02"), Unit: "A"}); err != nil {
+		if rid, err = c.ResidentAdd(ctx, client.ResidentAddParams{Pseudonym: "Mina", Arrived: time.Now().Format("2006-01-02"), Unit: "A", Description: demoDescription}); err != nil {
 			return err
 		}
 		if err := c.ResidentSet(rid.String(), map[string]string{"secret_address": demoAddress, "legal_name": demoLegal, "address_code": "6"}); err != nil {
@@ -210,7 +215,7 @@ func (dm *demo) story(invite string) error {
 	}); err != nil {
 		return err
 	}
-	dm.say("   resident Mina (%s), secret address and legal name sealed in the case", rid)
+	dm.say("   resident Mina (%s), secret address, legal name and description sealed in the case", rid)
 	for _, who := range []string{"kari", "ola"} {
 		if err := dm.as(who, func(d *client.Device) error { _, err := d.Sync(ctx); return err }); err != nil {
 			return err
@@ -285,7 +290,7 @@ func (dm *demo) story(invite string) error {
 	}
 
 	dm.title("What the relay holds")
-	found, scanned, err := scanDir(filepath.Join(dm.dir, "relay"), []string{demoAddress, demoLegal, "Mina", "Kari Nordmann"})
+	found, scanned, err := scanDir(filepath.Join(dm.dir, "relay"), demoCanaries)
 	if err != nil {
 		return err
 	}
@@ -316,6 +321,20 @@ func (dm *demo) story(invite string) error {
 	dm.say("   envelope sealed: alarm id %s, check code %s on the police's paper card", seal.Alarm, seal.CheckCode)
 	dm.say("   the relay holds it under a one-time release key; nobody, the police included, can read it yet")
 
+	dm.title("Mina moves to another flat: the envelope follows at the next sync")
+	if err := dm.as("coordinator", func(c *client.Device) error {
+		if err := c.ResidentSet("Mina", map[string]string{"secret_address": demoNewAddress}); err != nil {
+			return err
+		}
+		_, err := c.Sync(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	dm.say("   the coordinator's sync saw that the card would say something new and re-sealed it:")
+	dm.say("   the relay destroyed the old release key first, so the old envelope can never be opened;")
+	dm.say("   the alarm id and the police's credential stay the same")
+
 	dm.title("The violence alarm goes off: the police release the envelope")
 	cred, err := client.ReadCredential(seal.CredentialPath)
 	if err != nil {
@@ -329,10 +348,12 @@ func (dm *demo) story(invite string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(card, demoAddress) {
-		return errors.New("the released card does not hold the address")
+	if !strings.Contains(card, demoNewAddress) || strings.Contains(card, demoAddress) {
+		return errors.New("the released card does not hold the new address alone")
 	}
-	dm.say("   released once, checked against the org fingerprint (sealed %s, check code %s);", rel.SealedAt.Format("2006-01-02"), rel.CheckCode)
+	dm.say("   released once, checked against the org fingerprint (sealed %s, check code %s, generation %d);",
+		rel.SealedAt.Format("2006-01-02 15:04:05"), rel.CheckCode, rel.Generation)
+	dm.say("   release code %s: the coordinator sees the same code beside the release", rel.ReleaseCode)
 	dm.say("   opened with the stock age tool and the police key, the card reads:")
 	for _, line := range strings.Split(card, "\n") {
 		if strings.HasPrefix(line, "-- signature") {
@@ -380,7 +401,7 @@ func (dm *demo) story(invite string) error {
 	}
 	dm.say("   its directory now holds no identity and no replica")
 
-	found, scanned, err = scanDir(filepath.Join(dm.dir, "relay"), []string{demoAddress, demoLegal, "Mina", "Kari Nordmann"})
+	found, scanned, err = scanDir(filepath.Join(dm.dir, "relay"), demoCanaries)
 	if err != nil {
 		return err
 	}
