@@ -322,6 +322,17 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 	if d.CardPreview != nil && !d.CardPreview(card) {
 		return 0, errors.New("not sealed")
 	}
+	// Asking for the release key destroys the alarm's current release
+	// identity: until the new generation is uploaded the envelope cannot
+	// be released. Mark the re-seal as under way first, so a failure from
+	// here on is finished by the next sync (ResealChanged).
+	if prev := d.chain.State().Envelopes[alarm]; prev != nil {
+		if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), map[string]string{
+			"resident": sid.String(), "police": syncproto.DeltaID(contact).String(),
+			"secret_hash": secretHash.String(), "generation": "unfinished"}); err != nil {
+			return 0, err
+		}
+	}
 	rcpt, gen, err := c.ReleaseKey(ctx, alarm)
 	if err != nil {
 		return 0, err

@@ -3,8 +3,13 @@ package client
 import (
 	"context"
 	"database/sql"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -150,4 +155,128 @@ func TestEnvelopeResealOnClose(t *testing.T) {
 	require.Contains(t, string(card), "Contact: crisis_centre, Enhet A, +47 21 00 00 00")
 	require.NotContains(t, string(card), "Lilleveien")
 	require.NotContains(t, string(card), "Grey Volvo")
+}
+
+// A re-seal that fails after the relay handed out the new release key
+// (here: the upload is refused) leaves the envelope unreleasable, says so
+// at the sync without failing it, and the next sync finishes the job.
+func TestEnvelopeResealInterruptedHealsAtSync(t *testing.T) {
+	ctx := context.Background()
+	r := startLoopbackRelay(t)
+	var failPut atomic.Bool
+	target, err := url.Parse(r.URL)
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if failPut.Load() && req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/envelopes/") {
+			http.Error(w, "proxy: upload lost", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, req)
+	}))
+	t.Cleanup(ps.Close)
+	d, policeFile := envSetupVia(t, r, ps.URL)
+	ids := stockIdentity(t, policeFile)
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	cred, err := ReadCredential(res.CredentialPath)
+	require.NoError(t, err)
+	cred.Relay = r.URL
+	notices := captureNotices(d)
+
+	require.NoError(t, d.ResidentSet("Mina", map[string]string{"secret_address": "Nyveien 9, 0150 Oslo"}))
+	failPut.Store(true)
+	_, err = d.Sync(ctx)
+	require.NoError(t, err, "a failed re-seal does not fail the sync")
+	require.Len(t, *notices, 1)
+	require.Contains(t, (*notices)[0], "was not re-sealed (tried again at the next sync)")
+	require.Equal(t, uint32(2), d.chain.State().Envelopes[res.Alarm].Generation)
+	require.Equal(t, []string{server.ReleaseName(res.Alarm, 2)}, relayReleaseNames(t, r, res.Alarm), "generation 1's identity is gone")
+	_, err = EnvelopeRelease(ctx, cred)
+	require.ErrorContains(t, err, "being re-sealed and cannot be released now; use the emergency card")
+
+	failPut.Store(false)
+	*notices = nil
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Len(t, *notices, 1, "%v", *notices)
+	require.Contains(t, (*notices)[0], "re-sealed (generation 3)")
+	rel, err := EnvelopeRelease(ctx, cred)
+	require.NoError(t, err)
+	card, err := stockOpen(rel.Inner, ids)
+	require.NoError(t, err)
+	require.Contains(t, string(card), "Nyveien 9")
+}
+
+// An alarm whose directory record has no secret hash (sealed before it was
+// kept) is not re-sealed automatically: the sync says how to do it, and a
+// manual re-seal beside the credential file records the hash, after which
+// changes re-seal by themselves.
+func TestEnvelopeResealWithoutSecretHash(t *testing.T) {
+	ctx := context.Background()
+	d, _, _ := envSetup(t)
+	dir := t.TempDir()
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", dir)
+	require.NoError(t, err)
+	require.NoError(t, d.setDirectory(kindAlarm, syncproto.DeltaID(res.Alarm), map[string]string{"secret_hash": ""}))
+	_, err = d.alarmSecretHash(res.Alarm)
+	require.Error(t, err)
+	notices := captureNotices(d)
+
+	require.NoError(t, d.ResidentSet("Mina", map[string]string{"secret_address": "Nyveien 9, 0150 Oslo"}))
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Len(t, *notices, 1)
+	require.Contains(t, (*notices)[0], "re-seal it with fristed envelope seal beside its credential file")
+	require.Equal(t, uint32(1), d.chain.State().Envelopes[res.Alarm].Generation)
+
+	_, err = d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.ErrorContains(t, err, "needs its credential file")
+	res2, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", dir)
+	require.NoError(t, err)
+	require.Equal(t, uint32(2), res2.Generation)
+
+	require.NoError(t, d.ResidentSet("Mina", map[string]string{"secret_address": "Bakkegata 3A"}))
+	*notices = nil
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint32(3), d.chain.State().Envelopes[res.Alarm].Generation, "notices: %v", *notices)
+}
+
+// An assigned worker's edit reaches the envelope when a coordinator syncs
+// it in.
+func TestEnvelopeResealAfterWorkerEdit(t *testing.T) {
+	ctx := context.Background()
+	d, r, policeFile := envSetup(t)
+	ids := stockIdentity(t, policeFile)
+	_, err := d.WorkerAdd(ctx, "Kari Nordmann")
+	require.NoError(t, err)
+	w, code, err := DeviceInit(ctx, relOptions(t, filepath.Join(t.TempDir(), "worker")), DeviceInitParams{RelayURL: r.URL, Org: d.Org(), Name: "kari-laptop"})
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	_, err = d.Approve(ctx, ApproveParams{Code: code, Worker: "Kari Nordmann"})
+	require.NoError(t, err)
+	require.NoError(t, d.Assign(ctx, "Mina", "Kari Nordmann"))
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	cred, err := ReadCredential(res.CredentialPath)
+	require.NoError(t, err)
+
+	_, err = w.Sync(ctx)
+	require.NoError(t, err)
+	require.NoError(t, w.ResidentSet("Mina", map[string]string{"secret_address": "Nyveien 9, 0150 Oslo"}))
+	_, err = w.Sync(ctx)
+	require.NoError(t, err)
+	_, err = w.ResealChanged(ctx, nil)
+	require.NoError(t, err, "a worker's laptop does not re-seal")
+	require.Equal(t, uint32(1), d.chain.State().Envelopes[res.Alarm].Generation)
+
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint32(2), d.chain.State().Envelopes[res.Alarm].Generation)
+	rel, err := EnvelopeRelease(ctx, cred)
+	require.NoError(t, err)
+	card, err := stockOpen(rel.Inner, ids)
+	require.NoError(t, err)
+	require.Contains(t, string(card), "Nyveien 9")
 }

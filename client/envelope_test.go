@@ -29,9 +29,17 @@ const envAddress = "Lilleveien 4C, 0575 Oslo"
 // is in a stock age identity file.
 func envSetup(t *testing.T) (d *Device, r *loopbackRelay, policeFile string) {
 	t.Helper()
-	ctx := context.Background()
 	r = startLoopbackRelay(t)
-	d = relNewOrg(t, r, filepath.Join(t.TempDir(), "coord"), "Enhet A")
+	d, policeFile = envSetupVia(t, r, r.URL)
+	return d, r, policeFile
+}
+
+// envSetupVia is envSetup with the coordinator talking to the relay r at
+// url (a proxy in front of it).
+func envSetupVia(t *testing.T, r *loopbackRelay, url string) (d *Device, policeFile string) {
+	t.Helper()
+	ctx := context.Background()
+	d = relNewOrg(t, &loopbackRelay{URL: url, Invite: r.Invite, Dir: r.Dir}, filepath.Join(t.TempDir(), "coord"), "Enhet A")
 	t.Cleanup(func() { d.Close() })
 	_, err := d.ResidentAdd(ctx, ResidentAddParams{Pseudonym: "Mina", Arrived: "2026-11-01"})
 	require.NoError(t, err)
@@ -49,7 +57,7 @@ func envSetup(t *testing.T) (d *Device, r *loopbackRelay, policeFile string) {
 	_, fp, err := d.PoliceAdd(ctx, "Oslo alarm centre", rcpt)
 	require.NoError(t, err)
 	require.Equal(t, fcrypto.RecipientFingerprint(rcpt), fp)
-	return d, r, policeFile
+	return d, policeFile
 }
 
 // stockIdentity reads the police key file with the stock age library only.
