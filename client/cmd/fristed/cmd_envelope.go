@@ -19,8 +19,11 @@ held by the relay, and records the seal in the admin chain. The first seal
 writes the release credential fristed-alarm-<ALARM>.json (mode 0600) in the
 current directory: hand it to the police with the check code shown on
 stderr. Sealing the same resident for the same contact again re-seals: the
-alarm id and credential stay the same, and the credential file must be in
-the current directory. Prints the alarm id on the last line.`,
+alarm id and credential stay the same (an alarm sealed before the directory
+kept its secret's hash needs the credential file in the current directory).
+A coordinator's sync re-seals by itself when the card would say something
+else, and closing the case re-seals to a card without the address.
+Prints the alarm id on the last line.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("police", "", "the police contact's name")
 		},
@@ -63,8 +66,10 @@ the current directory. Prints the alarm id on the last line.`,
 fingerprint in the credential (the coordinator's sealed statement and its
 chain, and the inner layer's hash) and writes only the inner layer, an age
 file, to stdout: open it with "age -d -i police-key.txt". The sealed-at
-date and the check code go to stderr; compare the code with the one on
-paper. On any failure nothing is written to stdout.`,
+date, the check code and the release code go to stderr; compare the check
+code with the one on paper, and give the release code to the organisation,
+which sees the same code beside the release. A replayed or superseded
+envelope fails the check. On any failure nothing is written to stdout.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("alarm", "", "the alarm id")
 			fs.String("credential", "", "the release credential file")

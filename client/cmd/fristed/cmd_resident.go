@@ -53,7 +53,7 @@ card carries (sealed); @- reads it from stdin.`,
 	register(&command{
 		name:    "resident set",
 		summary: "set fields of a resident's case",
-		usage:   "RESIDENT [--description TEXT|@-] FIELD=VALUE...",
+		usage:   "RESIDENT FIELD=VALUE... [--description TEXT|@-]",
 		help: `RESIDENT is the resident id or pseudonym. FIELD=@- reads the value from
 stdin, so secrets never reach shell history or the process list.
 Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_code=6|7|none).
