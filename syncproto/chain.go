@@ -665,6 +665,10 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		if env == nil || env.Generation != b.Generation || env.Released {
 			return invalid("release of unknown or released envelope %s", b.Alarm)
 		}
+		if b.Request.IsZero() {
+			// The releasing client checks the fact against its own nonce.
+			return invalid("release of envelope %s names no request", b.Alarm)
+		}
 		env.Released, env.ReleasedMS, env.ReleasedAt = true, b.ReleasedMS, pos
 	case *EmergencyCardWritten:
 		if b.Card.IsZero() {

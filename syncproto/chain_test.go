@@ -150,7 +150,7 @@ func TestChainSigners(t *testing.T) {
 		}, ErrUnauthorized},
 		{"coordinator writes a relay fact", func(o *baseOrg) (signer, Body) {
 			o.add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1, Inner: testHash("i")})
-			return as(o.c), &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1}
+			return as(o.c), &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, Request: testHash("r")}
 		}, ErrUnauthorized},
 		{"relay enrols", func(o *baseOrg) (signer, Body) {
 			return asRelay, enrolBody(newTestDevice(t, "mallory"), o.w1)
@@ -363,16 +363,20 @@ func TestChainInvalid(t *testing.T) {
 			return as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1}
 		}},
 		{"release of an unknown envelope", func(o *baseOrg) (signer, Body) {
-			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1}
+			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, Request: testHash("r")}
 		}},
 		{"released twice", func(o *baseOrg) (signer, Body) {
 			o.add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1, Inner: testHash("i")})
-			o.add(asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1})
-			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1}
+			o.add(asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, Request: testHash("r")})
+			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, Request: testHash("r")}
 		}},
 		{"release of an old generation", func(o *baseOrg) (signer, Body) {
 			o.add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1, Inner: testHash("i")})
 			o.add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 2, Inner: testHash("j")})
+			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1, Request: testHash("r")}
+		}},
+		{"release without a request", func(o *baseOrg) (signer, Body) {
+			o.add(as(o.c), &EnvelopeSealed{Alarm: testAlarmID("a"), Generation: 1, Inner: testHash("i")})
 			return asRelay, &EnvelopeReleased{Alarm: testAlarmID("a"), Generation: 1}
 		}},
 		{"emergency card without hash", func(o *baseOrg) (signer, Body) {

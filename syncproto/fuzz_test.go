@@ -345,7 +345,7 @@ func (w *fuzzWorld) body(t StatementType, b, c, d byte) Body {
 	case StEnvelopeSealed:
 		return &EnvelopeSealed{Alarm: w.alarms[int(b)%len(w.alarms)], Generation: uint32(c), Inner: w.hash(d), SealedMS: 1}
 	case StEnvelopeReleased:
-		return &EnvelopeReleased{Alarm: w.alarms[int(b)%len(w.alarms)], Generation: uint32(c), ReleasedMS: 2}
+		return &EnvelopeReleased{Alarm: w.alarms[int(b)%len(w.alarms)], Generation: uint32(c), ReleasedMS: 2, Request: Hash{byte(c) | 1}}
 	case StEmergencyCardWritten:
 		return &EmergencyCardWritten{Alarm: w.alarms[int(b)%len(w.alarms)], Card: w.hash(c)}
 	case StDeviceRefused:
