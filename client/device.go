@@ -76,6 +76,9 @@ type Device struct {
 	// relayKeyMismatch is set when the chain names another relay key than
 	// the one pinned; every sync then fails.
 	relayKeyMismatch bool
+	// resealFailed is the last automatic re-seal failure told, so a
+	// watching device does not repeat it at every sync.
+	resealFailed string
 
 	// CardPreview, if set, is shown an alarm card before it is sealed and
 	// must return true to go ahead (a terminal prompt in the CLI).

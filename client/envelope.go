@@ -477,7 +477,12 @@ func (d *Device) resealNotices(ctx context.Context, only *syncproto.StreamID) {
 		}
 		d.opts.notice("alarm envelope %s re-sealed (generation %d): %s; the old envelope can no longer be opened, the police keep their credential", r.Alarm, r.Generation, why)
 	}
-	if err != nil {
+	if err == nil {
+		d.resealFailed = ""
+		return
+	}
+	if msg := err.Error(); msg != d.resealFailed {
+		d.resealFailed = msg
 		d.opts.notice("an alarm envelope is due for re-sealing and was not re-sealed (tried again at the next sync): %v", err)
 	}
 }

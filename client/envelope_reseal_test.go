@@ -229,6 +229,10 @@ func TestEnvelopeResealWithoutSecretHash(t *testing.T) {
 	require.Len(t, *notices, 1)
 	require.Contains(t, (*notices)[0], "re-seal it with fristed envelope seal beside its credential file")
 	require.Equal(t, uint32(1), d.chain.State().Envelopes[res.Alarm].Generation)
+	*notices = nil
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Empty(t, *notices, "the same failure is told once per open device")
 
 	_, err = d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
 	require.ErrorContains(t, err, "needs its credential file")
