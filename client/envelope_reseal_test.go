@@ -284,3 +284,20 @@ func TestEnvelopeResealAfterWorkerEdit(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(card), "Nyveien 9")
 }
+
+// BenchmarkResealCheck is what a coordinator's sync spends per alarm
+// when nothing changed: rebuild the card from the case and compare its
+// content hash with the sealed one.
+func BenchmarkResealCheck(b *testing.B) {
+	ctx := context.Background()
+	d, _, _ := envSetup(b)
+	_, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", b.TempDir())
+	require.NoError(b, err)
+	b.ResetTimer()
+	for b.Loop() {
+		done, err := d.ResealChanged(ctx, nil)
+		if err != nil || len(done) != 0 {
+			b.Fatalf("got %v, %v; want nothing re-sealed", done, err)
+		}
+	}
+}

@@ -27,7 +27,7 @@ const envAddress = "Lilleveien 4C, 0575 Oslo"
 
 // envSetup makes an org with one resident and one police contact whose key
 // is in a stock age identity file.
-func envSetup(t *testing.T) (d *Device, r *loopbackRelay, policeFile string) {
+func envSetup(t testing.TB) (d *Device, r *loopbackRelay, policeFile string) {
 	t.Helper()
 	r = startLoopbackRelay(t)
 	d, policeFile = envSetupVia(t, r, r.URL)
@@ -36,7 +36,7 @@ func envSetup(t *testing.T) (d *Device, r *loopbackRelay, policeFile string) {
 
 // envSetupVia is envSetup with the coordinator talking to the relay r at
 // url (a proxy in front of it).
-func envSetupVia(t *testing.T, r *loopbackRelay, url string) (d *Device, policeFile string) {
+func envSetupVia(t testing.TB, r *loopbackRelay, url string) (d *Device, policeFile string) {
 	t.Helper()
 	ctx := context.Background()
 	d = relNewOrg(t, &loopbackRelay{URL: url, Invite: r.Invite, Dir: r.Dir}, filepath.Join(t.TempDir(), "coord"), "Enhet A")
