@@ -24,7 +24,10 @@ import (
 	"github.com/fristed/fristed/syncproto"
 )
 
-const kindAlarm = "alarm"
+const (
+	kindAlarm     = "alarm"      // directory: alarm id -> resident, police contact, secret hash, generation
+	kindAlarmCard = "alarm_card" // resident stream: what the last sealed card says (its hash)
+)
 
 // PoliceKeygen writes a new hybrid post-quantum age identity to path in the
 // stock age identity file format (mode 0600; an existing file is never
@@ -350,10 +353,19 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 	if err := c.PutEnvelope(ctx, alarm, gen, outer, secretHash); err != nil {
 		return 0, err
 	}
+	// What the card says goes into the case (readable by those who may read
+	// the case anyway), the rest into the directory.
+	ops, err := d.rep.SetOps(sid, kindAlarmCard, syncproto.DeltaID(alarm), map[string]string{
+		"sealed_at": sealedAt.Format(time.RFC3339), "content": CardContentHash(content).String()})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := d.commit(sid, ops); err != nil {
+		return 0, err
+	}
 	if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), map[string]string{
 		"resident": sid.String(), "police": syncproto.DeltaID(contact).String(), "sealed_at": sealedAt.Format(time.RFC3339),
-		"secret_hash": secretHash.String(), "content": CardContentHash(content).String(),
-		"generation": strconv.FormatUint(uint64(gen), 10)}); err != nil {
+		"secret_hash": secretHash.String(), "generation": strconv.FormatUint(uint64(gen), 10)}); err != nil {
 		return 0, err
 	}
 	var sr SyncResult
@@ -496,7 +508,13 @@ func (d *Device) resealDue(l label, sid syncproto.StreamID, alarm syncproto.Alar
 	if err != nil {
 		return false, err
 	}
-	return CardContentHash(cardContent(v, alarm, time.Time{})).String() != l.Fields["content"], nil
+	sealed := ""
+	for _, r := range v.Records[kindAlarmCard] {
+		if r.ID == syncproto.DeltaID(alarm) {
+			sealed = r.Fields["content"]
+		}
+	}
+	return CardContentHash(cardContent(v, alarm, time.Time{})).String() != sealed, nil
 }
 
 // policeRecipient is a registered police contact's age recipient.

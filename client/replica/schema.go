@@ -207,6 +207,12 @@ var schema = []Kind{
 			{Name: "address_protection", Type: TypeText, Doc: "continued address protection"},
 			{Name: "handover", Type: TypeText, Doc: "handover to services there"},
 		}},
+	{Name: "alarm_card", Stream: StreamResident, Class: ClassRecord, NamedByID: true,
+		Doc: "The alarm card last sealed into an envelope; the record id is the alarm id. Written by envelope seal and the automatic re-seal. Kept in the case, not the directory, so only those who may read the case can test a guess against the hash.",
+		Fields: []Field{
+			{Name: "sealed_at", Type: TypeTime, Doc: "when the card was sealed"},
+			{Name: "content", Type: TypeText, Doc: "the hash (h_...) of what the card says apart from its sealed-at time; a coordinator's sync re-seals when the case's card would say something else"},
+		}},
 	{Name: KindLog, Stream: StreamResident, Class: ClassEntry,
 		Doc: "A follow-up log entry: what was done, in which context, and for how long.",
 		Fields: []Field{
@@ -251,8 +257,7 @@ var schema = []Kind{
 			{Name: "police", Type: TypeRef, Ref: "police", Doc: "the police contact it is sealed to"},
 			{Name: "sealed_at", Type: TypeTime, Doc: "when it was sealed"},
 			{Name: "secret_hash", Type: TypeText, Doc: "the hash (h_...) of the release credential's secret, which the relay also keeps, so any coordinator laptop can re-seal without the credential file"},
-			{Name: "content", Type: TypeText, Doc: "the hash (h_...) of what the sealed card says apart from its sealed-at time; a re-seal is due when the case's card would say something else"},
-			{Name: "generation", Type: TypeText, Doc: "the generation this record describes; a re-seal is due when the chain's differs (an interrupted re-seal)"},
+			{Name: "generation", Type: TypeText, Doc: "the generation last sealed completely, or \"unfinished\" while a re-seal is under way; a re-seal is due when it is not the chain's (an interrupted re-seal)"},
 		}},
 	{Name: "closed_case", Stream: StreamDirectory, Class: ClassRecord, NamedByID: true,
 		Doc: "What stays of a closed case for the annual report, with nothing that identifies the resident; the record id is the case's stream id.",

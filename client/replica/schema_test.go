@@ -45,7 +45,7 @@ func TestValidation(t *testing.T) {
 		msg  string // the message, exactly, when not empty
 	}{
 		{"unknown kind", add("pet", map[string]string{"name": "x"}), ErrInvalid,
-			`unknown kind "pet" (child, threat, need, goal, evaluation, timetable, safety, crisis, contact, moveout)`},
+			`unknown kind "pet" (child, threat, need, goal, evaluation, timetable, safety, crisis, contact, moveout, alarm_card)`},
 		{"unknown field", res(map[string]string{"shoe_size": "42"}), ErrInvalid, ""},
 		{"bad date", res(map[string]string{"arrived": "10.01.2024"}), ErrInvalid,
 			`resident: field "arrived": want a date YYYY-MM-DD`},
