@@ -11,19 +11,39 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fristed/fristed/client/replica"
 	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/syncproto"
 )
 
-// Card vectors: a card signed with a fixed key (ok.txt) and the same card
-// with the address changed after signing (tampered.txt). Regenerate with
+// Card vectors: a card signed with a fixed key (ok.txt), the same card
+// with the address changed after signing (tampered.txt), and the card of
+// the same case after closing (closed.txt). Regenerate with
 // FRISTED_UPDATE_CARD_VECTORS=1 go test -run TestCardVectors ./client/
 var (
 	//go:embed testdata/card/ok.txt
 	cardVectorOK []byte
 	//go:embed testdata/card/tampered.txt
 	cardVectorTampered []byte
+	//go:embed testdata/card/closed.txt
+	cardVectorClosed []byte
 )
+
+// cardVectorClosedContent is what cardContent makes of the vector case
+// after it was closed.
+func cardVectorClosedContent(t *testing.T) CardContent {
+	c := cardVectorContent(t)
+	v := &replica.ResidentView{
+		Fields: map[string]string{"pseudonym": c.Pseudonym, "legal_name": c.LegalName, "description": c.Description,
+			"secret_address": c.SecretAddress, "address_code": c.AddressCode, "moved_out": "2027-03-01", "closed": "yes"},
+		Records: map[string][]replica.Record{
+			"threat":  {{Kind: "threat", Fields: map[string]string{"actors": c.ThreatActors, "vehicles": c.ThreatVehicles}}},
+			"contact": {{Kind: "contact", Fields: map[string]string{"role": "police", "name": "Kari Nordmann", "phone": "+47 22 00 00 00"}}},
+			"crisis":  {{Kind: "crisis", Fields: map[string]string{"scenario": "Break-in", "action": "call 112, then the unit"}}},
+		},
+	}
+	return cardContent(v, c.Alarm, c.SealedAt)
+}
 
 func cardVectorKeys(t *testing.T) (*fcrypto.SigningKey, syncproto.DeviceID, fcrypto.Fingerprint) {
 	t.Helper()
@@ -56,11 +76,22 @@ func TestCardVectors(t *testing.T) {
 	card, err := BuildCard(cardVectorContent(t), dev, key, org)
 	require.NoError(t, err)
 	tampered := bytes.Replace(card, []byte("Lilleveien 4C"), []byte("Lilleveien 4D"), 1)
+	closed, err := BuildCard(cardVectorClosedContent(t), dev, key, org)
+	require.NoError(t, err)
 	if os.Getenv("FRISTED_UPDATE_CARD_VECTORS") == "1" {
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "ok.txt"), card, 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "tampered.txt"), tampered, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "closed.txt"), closed, 0o644))
 		t.Skip("vectors written")
 	}
+	require.Equal(t, string(cardVectorClosed), string(closed))
+	require.NoError(t, VerifyCard(cardVectorClosed, org, key.Public()))
+	require.Contains(t, string(cardVectorClosed), "\nStatus: CASE CLOSED (moved out 2027-03-01)")
+	require.NotContains(t, string(cardVectorClosed), "Lilleveien")
+	require.NotEqual(t, CardContentHash(cardVectorContent(t)), CardContentHash(cardVectorClosedContent(t)))
+	later := cardVectorContent(t)
+	later.SealedAt = later.SealedAt.Add(time.Hour)
+	require.Equal(t, CardContentHash(cardVectorContent(t)), CardContentHash(later), "the content hash ignores sealed-at")
 	// Ed25519 signatures are deterministic: the vector is exactly what
 	// BuildCard makes today.
 	require.Equal(t, string(cardVectorOK), string(card))
