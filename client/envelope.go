@@ -447,6 +447,11 @@ func (d *Device) ResealChanged(ctx context.Context, only *syncproto.StreamID) ([
 		if s, ok := st.Streams[sid]; !ok || s.Purged {
 			continue
 		}
+		if err := d.readsWholeCase(sid); err != nil {
+			// A card built from part of the case would replace a good one.
+			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
+			continue
+		}
 		due, err := d.resealDue(l, sid, alarm, env.Generation)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
@@ -497,6 +502,27 @@ func (d *Device) resealNotices(ctx context.Context, only *syncproto.StreamID) {
 		d.resealFailed = msg
 		d.opts.notice("an alarm envelope is due for re-sealing and was not re-sealed (tried again at the next sync): %v", err)
 	}
+}
+
+// readsWholeCase says whether this device holds every key of a resident's
+// stream and the resident record: only then is a card built from its
+// replica the whole case (a coordinator recovered or enrolled a moment ago
+// may not have been given every key yet).
+func (d *Device) readsWholeCase(sid syncproto.StreamID) error {
+	str := d.chain.State().Streams[sid]
+	if str == nil || len(str.Epochs) == 0 {
+		return errors.New("the case has no key yet")
+	}
+	for _, ep := range str.Epochs {
+		if _, err := d.epochKey(sid, ep.Epoch); err != nil {
+			return errors.New("this laptop cannot read the whole case yet (a key is missing); not re-sealed here")
+		}
+	}
+	v, err := d.rep.Resident(sid, false)
+	if err != nil || v.Fields["pseudonym"] == "" {
+		return errors.New("this laptop has not received the case yet; not re-sealed here")
+	}
+	return nil
 }
 
 // resealDue says whether the case's card now differs from the sealed one.

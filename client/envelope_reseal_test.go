@@ -301,3 +301,24 @@ func BenchmarkResealCheck(b *testing.B) {
 		}
 	}
 }
+
+// A coordinator laptop that cannot read the whole case (a key not yet
+// given to it) does not re-seal from what it has: it says why and leaves
+// the envelope alone.
+func TestEnvelopeNoResealFromPartOfCase(t *testing.T) {
+	ctx := context.Background()
+	d, r, _ := envSetup(t)
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	sid, err := d.resolveResident("Mina")
+	require.NoError(t, err)
+	require.NoError(t, d.ResidentSet("Mina", map[string]string{"secret_address": "Nyveien 9, 0150 Oslo"}))
+	_, err = d.db().Exec(`DELETE FROM local_keys WHERE stream = ?`, sid[:])
+	require.NoError(t, err)
+
+	done, err := d.ResealChanged(ctx, nil)
+	require.Empty(t, done)
+	require.ErrorContains(t, err, "this laptop cannot read the whole case yet (a key is missing); not re-sealed here")
+	require.Equal(t, uint32(1), d.chain.State().Envelopes[res.Alarm].Generation)
+	require.Equal(t, []string{server.ReleaseName(res.Alarm, 1)}, relayReleaseNames(t, r, res.Alarm), "the release identity is kept")
+}
