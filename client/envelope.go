@@ -301,6 +301,9 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 	if err != nil {
 		return 0, err
 	}
+	if err := d.readsWholeCase(sid); err != nil {
+		return 0, fmt.Errorf("seal: %w", err)
+	}
 	// Reading the sealed fields is a reveal: audit it first.
 	if err := d.audit("reveal", sid); err != nil {
 		return 0, fmt.Errorf("record the reveal in the audit log: %w", err)

@@ -321,4 +321,7 @@ func TestEnvelopeNoResealFromPartOfCase(t *testing.T) {
 	require.ErrorContains(t, err, "this laptop cannot read the whole case yet (a key is missing); not re-sealed here")
 	require.Equal(t, uint32(1), d.chain.State().Envelopes[res.Alarm].Generation)
 	require.Equal(t, []string{server.ReleaseName(res.Alarm, 1)}, relayReleaseNames(t, r, res.Alarm), "the release identity is kept")
+	_, err = d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.ErrorContains(t, err, "seal: this laptop cannot read the whole case yet")
+	require.Equal(t, []string{server.ReleaseName(res.Alarm, 1)}, relayReleaseNames(t, r, res.Alarm))
 }
