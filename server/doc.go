@@ -260,7 +260,9 @@
 //	        jq -r .inner answer.json | base64 -d | age -d -i police-key.txt
 //
 //	     If the answer is lost, repeat the same curl with the same $NONCE.
-//	     This plain form skips the check of the sealed statement.
+//	     This plain form skips every check above (a replayed, superseded
+//	     or forged card is not caught) and shows no release code; the card
+//	     inside still carries its sealed-at date and signer.
 //
 // # Keys and files
 //
