@@ -325,3 +325,25 @@ func TestEnvelopeNoResealFromPartOfCase(t *testing.T) {
 	require.ErrorContains(t, err, "seal: this laptop cannot read the whole case yet")
 	require.Equal(t, []string{server.ReleaseName(res.Alarm, 1)}, relayReleaseNames(t, r, res.Alarm))
 }
+
+// A move-out recorded before the case is closed re-seals to the closed
+// card at the next sync.
+func TestEnvelopeResealOnMoveOut(t *testing.T) {
+	ctx := context.Background()
+	d, _, policeFile := envSetup(t)
+	ids := stockIdentity(t, policeFile)
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	cred, err := ReadCredential(res.CredentialPath)
+	require.NoError(t, err)
+	require.NoError(t, d.ResidentSet("Mina", map[string]string{"moved_out": "2026-12-01", "moved_to": "own_alone"}))
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint32(2), d.chain.State().Envelopes[res.Alarm].Generation)
+	rel, err := EnvelopeRelease(ctx, cred)
+	require.NoError(t, err)
+	card, err := stockOpen(rel.Inner, ids)
+	require.NoError(t, err)
+	require.Contains(t, string(card), "Status: CASE CLOSED (moved out 2026-12-01)")
+	require.NotContains(t, string(card), "Lilleveien")
+}
