@@ -47,7 +47,10 @@ type CardContent struct {
 	SealedAt time.Time
 	// Closed is set when the case was closed or the resident moved out:
 	// the card then says so and carries no address and no threat.
-	Closed         string // the move-out date, or "" for an active case
+	Closed string // the move-out date, or "" for an active case
+	// Purged is set when the case was deleted after its retention period:
+	// the card then names the alarm and nothing about the resident.
+	Purged         bool
 	Pseudonym      string
 	LegalName      string
 	Description    string // physical description without a photo
@@ -88,7 +91,9 @@ func cardBody(c CardContent) string {
 	b.WriteString(cardTitle + "\n")
 	cardLine(&b, "Alarm", c.Alarm.String())
 	cardLine(&b, "Sealed at", c.SealedAt.UTC().Truncate(time.Second).Format(time.RFC3339))
-	if c.Closed != "" {
+	if c.Purged {
+		cardLine(&b, "Status", "CASE DELETED after its retention period: the organisation holds no data on it")
+	} else if c.Closed != "" {
 		cardLine(&b, "Status", "CASE CLOSED (moved out "+c.Closed+"): no address is known to the organisation")
 	} else {
 		cardLine(&b, "Status", "active")

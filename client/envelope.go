@@ -301,16 +301,19 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 	if err != nil {
 		return 0, err
 	}
-	if err := d.readsWholeCase(sid); err != nil {
-		return 0, fmt.Errorf("seal: %w", err)
-	}
-	// Reading the sealed fields is a reveal: audit it first.
-	if err := d.audit("reveal", sid); err != nil {
-		return 0, fmt.Errorf("record the reveal in the audit log: %w", err)
-	}
-	v, err := d.rep.Resident(sid, true)
-	if err != nil {
-		return 0, err
+	purged := d.chain.State().Streams[sid] != nil && d.chain.State().Streams[sid].Purged
+	var v *replica.ResidentView
+	if !purged {
+		if err := d.readsWholeCase(sid); err != nil {
+			return 0, fmt.Errorf("seal: %w", err)
+		}
+		// Reading the sealed fields is a reveal: audit it first.
+		if err := d.audit("reveal", sid); err != nil {
+			return 0, fmt.Errorf("record the reveal in the audit log: %w", err)
+		}
+		if v, err = d.rep.Resident(sid, true); err != nil {
+			return 0, err
+		}
 	}
 	sealedAt := d.opts.now().Truncate(time.Second)
 	if prev := d.chain.State().Envelopes[alarm]; prev != nil {
@@ -320,7 +323,10 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 			sealedAt = last.Add(time.Second)
 		}
 	}
-	content := cardContent(v, alarm, sealedAt)
+	content := CardContent{Alarm: alarm, SealedAt: sealedAt, Purged: true, Instructions: []string{purgedInstruction}}
+	if !purged {
+		content = cardContent(v, alarm, sealedAt)
+	}
 	card, err := BuildCard(content, d.pc.device, d.kf.Sign, d.pc.org)
 	if err != nil {
 		return 0, err
@@ -358,17 +364,22 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 	}
 	// What the card says goes into the case (readable by those who may read
 	// the case anyway), the rest into the directory.
-	ops, err := d.rep.SetOps(sid, kindAlarmCard, syncproto.DeltaID(alarm), map[string]string{
-		"sealed_at": sealedAt.Format(time.RFC3339), "content": CardContentHash(content).String()})
-	if err != nil {
-		return 0, err
-	}
-	if _, err := d.commit(sid, ops); err != nil {
-		return 0, err
-	}
-	if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), map[string]string{
+	dir := map[string]string{
 		"resident": sid.String(), "police": syncproto.DeltaID(contact).String(), "sealed_at": sealedAt.Format(time.RFC3339),
-		"secret_hash": secretHash.String(), "generation": strconv.FormatUint(uint64(gen), 10)}); err != nil {
+		"secret_hash": secretHash.String(), "generation": strconv.FormatUint(uint64(gen), 10)}
+	if purged {
+		dir["purged"] = "yes"
+	} else {
+		ops, err := d.rep.SetOps(sid, kindAlarmCard, syncproto.DeltaID(alarm), map[string]string{
+			"sealed_at": sealedAt.Format(time.RFC3339), "content": CardContentHash(content).String()})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := d.commit(sid, ops); err != nil {
+			return 0, err
+		}
+	}
+	if err := d.setDirectory(kindAlarm, syncproto.DeltaID(alarm), dir); err != nil {
 		return 0, err
 	}
 	var sr SyncResult
@@ -419,7 +430,11 @@ type Resealed struct {
 	Resident   syncproto.StreamID
 	Generation uint32
 	Closed     bool // the new card says the case is closed
+	Purged     bool // the new card says the case was deleted, and nothing else
 }
+
+// purgedInstruction is all the card of a purged case says.
+const purgedInstruction = "The organisation deleted this case after its retention period: it holds no data on this alarm any more. Verify this card's check code with the organisation."
 
 // ResealChanged re-seals every alarm envelope whose card would now say
 // something else than the sealed one (a new address, threat, contact,
@@ -447,18 +462,25 @@ func (d *Device) ResealChanged(ctx context.Context, only *syncproto.StreamID) ([
 		if err != nil || env == nil || (only != nil && *only != sid) {
 			continue
 		}
-		if s, ok := st.Streams[sid]; !ok || s.Purged {
+		str, ok := st.Streams[sid]
+		if !ok {
 			continue
 		}
-		if err := d.readsWholeCase(sid); err != nil {
-			// A card built from part of the case would replace a good one.
-			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
-			continue
-		}
-		due, err := d.resealDue(l, sid, alarm, env.Generation)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
-			continue
+		var due bool
+		if str.Purged {
+			// The case is gone: its card must go too, for a card that
+			// says so and nothing else.
+			due = l.Fields["purged"] != "yes" || l.Fields["generation"] != strconv.FormatUint(uint64(env.Generation), 10)
+		} else {
+			if err := d.readsWholeCase(sid); err != nil {
+				// A card built from part of the case would replace a good one.
+				errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
+				continue
+			}
+			if due, err = d.resealDue(l, sid, alarm, env.Generation); err != nil {
+				errs = append(errs, fmt.Errorf("alarm %s: %w", alarm, err))
+				continue
+			}
 		}
 		if !due {
 			continue
@@ -479,8 +501,12 @@ func (d *Device) ResealChanged(ctx context.Context, only *syncproto.StreamID) ([
 			errs = append(errs, fmt.Errorf("re-seal alarm %s: %w", alarm, err))
 			continue
 		}
-		v, _ := d.rep.Resident(sid, false)
-		out = append(out, Resealed{Alarm: alarm, Resident: sid, Generation: gen, Closed: v != nil && caseClosed(v)})
+		r := Resealed{Alarm: alarm, Resident: sid, Generation: gen, Purged: str.Purged}
+		if !str.Purged {
+			v, _ := d.rep.Resident(sid, false)
+			r.Closed = v != nil && caseClosed(v)
+		}
+		out = append(out, r)
 	}
 	return out, errors.Join(errs...)
 }
@@ -492,7 +518,9 @@ func (d *Device) resealNotices(ctx context.Context, only *syncproto.StreamID) {
 	done, err := d.ResealChanged(ctx, only)
 	for _, r := range done {
 		why := "the card's data changed"
-		if r.Closed {
+		if r.Purged {
+			why = "the case was purged; the new card says so and holds nothing else"
+		} else if r.Closed {
 			why = "the case is closed; the new card says so and holds no address"
 		}
 		d.opts.notice("alarm envelope %s re-sealed (generation %d): %s; the old envelope can no longer be opened, the police keep their credential", r.Alarm, r.Generation, why)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -346,4 +347,64 @@ func TestEnvelopeResealOnMoveOut(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(card), "Status: CASE CLOSED (moved out 2026-12-01)")
 	require.NotContains(t, string(card), "Lilleveien")
+}
+
+// When a closed case is purged after its retention period, the
+// coordinator's sync that purges it re-seals its envelope to a card that
+// names the alarm and says the case was deleted, and nothing else: no
+// name, description or contact survives the purge in the envelope.
+func TestEnvelopeResealOnPurge(t *testing.T) {
+	t.Run("sync", func(t *testing.T) { testEnvelopeResealOnPurge(t, false) })
+	t.Run("org purge", func(t *testing.T) { testEnvelopeResealOnPurge(t, true) })
+}
+
+func testEnvelopeResealOnPurge(t *testing.T, byCommand bool) {
+	ctx := context.Background()
+	d, r, policeFile := envSetup(t)
+	ids := stockIdentity(t, policeFile)
+	res, err := d.EnvelopeSeal(ctx, "Mina", "Oslo alarm centre", t.TempDir())
+	require.NoError(t, err)
+	cred, err := ReadCredential(res.CredentialPath)
+	require.NoError(t, err)
+	sid, err := d.resolveResident("Mina")
+	require.NoError(t, err)
+	d.opts.Now = func() time.Time { return time.Now().Add(-48 * time.Hour) }
+	require.NoError(t, d.ResidentClose(ctx, "Mina", "own_alone"))
+	d.opts.Now = time.Now
+	require.Equal(t, uint32(2), d.chain.State().Envelopes[res.Alarm].Generation, "closing re-sealed")
+	one := uint32(1)
+	_, err = d.SetSettings(ctx, &one, nil, nil)
+	require.NoError(t, err)
+
+	notices := captureNotices(d)
+	if byCommand {
+		purged, err := d.Purge(ctx, []string{"Mina"})
+		require.NoError(t, err)
+		require.Equal(t, []syncproto.StreamID{sid}, purged)
+	} else {
+		_, err = d.Sync(ctx)
+		require.NoError(t, err)
+	}
+	require.True(t, d.chain.State().Streams[sid].Purged)
+	require.Equal(t, uint32(3), d.chain.State().Envelopes[res.Alarm].Generation, "notices: %v", *notices)
+	var said bool
+	for _, n := range *notices {
+		said = said || strings.Contains(n, "the case was purged; the new card says so and holds nothing else")
+	}
+	require.True(t, said, "notices: %v", *notices)
+	require.Equal(t, []string{server.ReleaseName(res.Alarm, 3)}, relayReleaseNames(t, r, res.Alarm))
+	*notices = nil
+	_, err = d.Sync(ctx)
+	require.NoError(t, err)
+	require.Empty(t, *notices, "the purged card is sealed once")
+
+	rel, err := EnvelopeRelease(ctx, cred)
+	require.NoError(t, err)
+	card, err := stockOpen(rel.Inner, ids)
+	require.NoError(t, err)
+	require.Contains(t, string(card), "Status: CASE DELETED after its retention period")
+	require.Contains(t, string(card), "Alarm: "+res.Alarm.String())
+	for _, gone := range []string{"Mina", "Testesen", "Lilleveien", "Ex-partner", "Grey Volvo"} {
+		require.NotContains(t, string(card), gone)
+	}
 }

@@ -82,6 +82,8 @@ func (d *Device) Purge(ctx context.Context, refs []string) ([]syncproto.StreamID
 	if err := d.shredPurged(); err != nil {
 		return done, err
 	}
+	// Alarm envelopes of purged cases keep nothing of them either.
+	d.resealNotices(ctx, nil)
 	return done, d.save()
 }
 

@@ -257,6 +257,7 @@ var schema = []Kind{
 			{Name: "police", Type: TypeRef, Ref: "police", Doc: "the police contact it is sealed to"},
 			{Name: "sealed_at", Type: TypeTime, Doc: "when it was sealed"},
 			{Name: "secret_hash", Type: TypeText, Doc: "the hash (h_...) of the release credential's secret, which the relay also keeps, so any coordinator laptop can re-seal without the credential file"},
+			{Name: "purged", Type: TypeEnum, Values: yesNo, Doc: "yes once the envelope was re-sealed to the card of a purged case, which names the alarm and nothing else"},
 			{Name: "generation", Type: TypeText, Doc: "the generation last sealed completely, or \"unfinished\" while a re-seal is under way; a re-seal is due when it is not the chain's (an interrupted re-seal)"},
 		}},
 	{Name: "closed_case", Stream: StreamDirectory, Class: ClassRecord, NamedByID: true,
