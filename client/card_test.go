@@ -18,7 +18,8 @@ import (
 
 // Card vectors: a card signed with a fixed key (ok.txt), the same card
 // with the address changed after signing (tampered.txt), and the card of
-// the same case after closing (closed.txt). Regenerate with
+// the same case after closing (closed.txt) and after its purge (purged.txt).
+// Regenerate with
 // FRISTED_UPDATE_CARD_VECTORS=1 go test -run TestCardVectors ./client/
 var (
 	//go:embed testdata/card/ok.txt
@@ -27,6 +28,8 @@ var (
 	cardVectorTampered []byte
 	//go:embed testdata/card/closed.txt
 	cardVectorClosed []byte
+	//go:embed testdata/card/purged.txt
+	cardVectorPurged []byte
 )
 
 // cardVectorClosedContent is what cardContent makes of the vector case
@@ -78,13 +81,22 @@ func TestCardVectors(t *testing.T) {
 	tampered := bytes.Replace(card, []byte("Lilleveien 4C"), []byte("Lilleveien 4D"), 1)
 	closed, err := BuildCard(cardVectorClosedContent(t), dev, key, org)
 	require.NoError(t, err)
+	vc := cardVectorContent(t)
+	purged, err := BuildCard(CardContent{Alarm: vc.Alarm, SealedAt: vc.SealedAt, Purged: true, Instructions: []string{purgedInstruction}}, dev, key, org)
+	require.NoError(t, err)
 	if os.Getenv("FRISTED_UPDATE_CARD_VECTORS") == "1" {
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "ok.txt"), card, 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "tampered.txt"), tampered, 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "closed.txt"), closed, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join("testdata", "card", "purged.txt"), purged, 0o644))
 		t.Skip("vectors written")
 	}
 	require.Equal(t, string(cardVectorClosed), string(closed))
+	require.Equal(t, string(cardVectorPurged), string(purged))
+	require.NoError(t, VerifyCard(cardVectorPurged, org, key.Public()))
+	for _, gone := range []string{"Mina", "Testesen", "Lilleveien", "Kari", "165 cm"} {
+		require.NotContains(t, string(cardVectorPurged), gone)
+	}
 	require.NoError(t, VerifyCard(cardVectorClosed, org, key.Public()))
 	require.Contains(t, string(cardVectorClosed), "\nStatus: CASE CLOSED (moved out 2027-03-01)")
 	require.NotContains(t, string(cardVectorClosed), "Lilleveien")
