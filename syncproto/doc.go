@@ -51,7 +51,10 @@
 // # Other messages
 //
 // Snapshot (01 05), enrolment request (01 06), auth proof (01 07) and
-// wrapped key (01 08) follow the same rules; see their types.
+// wrapped key (01 08) follow the same rules; see their types. A snapshot's
+// sealed content is a SnapshotContent (01 09): one stream's replica state
+// and merge metadata in a canonical order, so two replicas in the same
+// state give the same bytes (see its type for the layout).
 //
 // # Errors
 //

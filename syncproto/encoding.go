@@ -23,6 +23,9 @@ const (
 	MsgEnrolment  MsgType = 6
 	MsgAuth       MsgType = 7
 	MsgWrappedKey MsgType = 8
+	// MsgSnapshotContent is a snapshot's plaintext, inside the sealed
+	// Content; it never travels in the clear.
+	MsgSnapshotContent MsgType = 9
 )
 
 func (t MsgType) String() string {
@@ -43,6 +46,8 @@ func (t MsgType) String() string {
 		return "auth"
 	case MsgWrappedKey:
 		return "wrapped key"
+	case MsgSnapshotContent:
+		return "snapshot content"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }

@@ -163,6 +163,13 @@ func FuzzUnmarshalSnapshot(f *testing.F) {
 	})
 }
 
+func FuzzUnmarshalSnapshotContent(f *testing.F) {
+	seedMessages(f, MsgSnapshotContent)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fuzzDecoder(t, b, UnmarshalSnapshotContent, (*SnapshotContent).Marshal)
+	})
+}
+
 func FuzzUnmarshalEnrolment(f *testing.F) {
 	seedMessages(f, MsgEnrolment)
 	f.Fuzz(func(t *testing.T, b []byte) {

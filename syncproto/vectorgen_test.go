@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -91,6 +92,7 @@ func generateVectors(t *testing.T) []*genVector {
 	g.enrolments()
 	g.wrappedKeys()
 	g.snapshots()
+	g.snapshotContents()
 	g.authProofs()
 	return g.vs
 }
@@ -1088,4 +1090,166 @@ func (g *vectorGen) authProofs() {
 	g.vec("auth-truncated", v("truncated", ok[:len(ok)-1], "last signature byte cut"))
 	g.vec("auth-trailing", v("trailing bytes", append(clone(ok), 0), "a zero byte after the signature"))
 	g.vec("auth-unknown-version", v("unknown version", withVersion(ok, 2), "version byte 2"))
+}
+
+// testVersion is a register write's version: clock then device.
+func testVersion(wall uint64, logical uint32, dev DeviceID) RegisterVersion {
+	var v RegisterVersion
+	binary.BigEndian.PutUint64(v[0:8], wall)
+	binary.BigEndian.PutUint32(v[8:12], logical)
+	copy(v[12:], dev[:])
+	return v
+}
+
+// rawSnapshotContent encodes c as given, in the documented layout, without
+// sorting or checking, so vectors can break the canonical form; head, if
+// set, overrides every write's head byte.
+func rawSnapshotContent(c *SnapshotContent, head *byte) []byte {
+	e := &enc{}
+	e.header(MsgSnapshotContent)
+	e.raw(c.Tenant[:])
+	e.raw(c.Stream[:])
+	e.u64(uint64(c.Seq))
+	e.raw(c.Head[:])
+	e.u32(uint32(len(c.Authors)))
+	for _, a := range c.Authors {
+		e.raw(a.Device[:])
+		e.u64(a.Counter)
+		e.raw(a.Last[:])
+	}
+	e.u32(uint32(len(c.Deltas)))
+	for _, d := range c.Deltas {
+		e.raw(d.ID[:])
+		e.raw(d.Hash[:])
+	}
+	e.u32(uint32(len(c.Writes)))
+	for _, w := range c.Writes {
+		e.str(w.Kind)
+		e.raw(w.Record[:])
+		e.str(w.Field)
+		e.raw(w.Version[:])
+		e.raw(w.Delta[:])
+		e.blob(w.Bases)
+		h := byte(0)
+		if w.Head {
+			h = 1
+		}
+		if head != nil {
+			h = *head
+		}
+		e.u8(h)
+		if w.Head {
+			e.blob(w.Value)
+		}
+	}
+	e.u32(uint32(len(c.Superseded)))
+	for _, x := range c.Superseded {
+		e.str(x.Kind)
+		e.raw(x.Record[:])
+		e.str(x.Field)
+		e.raw(x.Version[:])
+	}
+	e.u32(uint32(len(c.Elements)))
+	for _, x := range c.Elements {
+		e.str(x.Kind)
+		e.raw(x.ID[:])
+		e.blob(x.Body)
+	}
+	e.u32(uint32(len(c.Tombstones)))
+	for _, x := range c.Tombstones {
+		e.str(x.Kind)
+		e.raw(x.ID[:])
+	}
+	return e.b
+}
+
+// sampleSnapshotContent is a resident after seven batches of two devices:
+// the pseudonym set, then set concurrently by both (a conflict: two heads),
+// one log entry kept and one removed (a tombstone). Lists are in canonical
+// order.
+func sampleSnapshotContent() *SnapshotContent {
+	o1, o2 := DeviceID(testRaw("device dev1")), DeviceID(testRaw("device dev2"))
+	if bytes.Compare(o1[:], o2[:]) > 0 {
+		o1, o2 = o2, o1
+	}
+	first := testVersion(1767225600000, 0, o1)
+	a, b := testVersion(1767225660000, 0, o1), testVersion(1767225660000, 0, o2)
+	rec := DeltaID{}
+	ids := []DeltaID{testDeltaID("set"), testDeltaID("set a"), testDeltaID("set b"), testDeltaID("log 1"), testDeltaID("log 2"), testDeltaID("remove log 2")}
+	var deltas []SnapshotDelta
+	for i, id := range ids {
+		deltas = append(deltas, SnapshotDelta{ID: id, Hash: testHash(fmt.Sprintf("delta content %d", i))})
+	}
+	log1, log2 := ids[3], ids[4]
+	if bytes.Compare(log1[:], log2[:]) > 0 {
+		log1, log2 = log2, log1
+	}
+	c := &SnapshotContent{
+		Tenant: testTenantID("org"), Stream: testStreamID("mina"), Seq: 7, Head: testHash("batch 7"),
+		Authors: []SnapshotAuthor{{Device: o1, Counter: 4, Last: testHash("dev1 batch 4")}, {Device: o2, Counter: 3, Last: testHash("dev2 batch 3")}},
+		Deltas:  deltas,
+		Writes: []SnapshotWrite{
+			{Kind: "resident", Record: rec, Field: "pseudonym", Version: first, Delta: ids[0], Bases: []byte{}, Head: false},
+			{Kind: "resident", Record: rec, Field: "pseudonym", Version: a, Delta: ids[1], Bases: first[:], Head: true, Value: []byte("Mina")},
+			{Kind: "resident", Record: rec, Field: "pseudonym", Version: b, Delta: ids[2], Bases: first[:], Head: true, Value: []byte("Mina K.")},
+		},
+		Superseded: []SnapshotSuperseded{{Kind: "resident", Record: rec, Field: "pseudonym", Version: first}},
+		Elements:   []SnapshotElement{{Kind: "log", ID: log1, Body: []byte(`{"category":"practical","minutes":30,"text":"Bank"}`)}},
+		Tombstones: []SnapshotTombstone{{Kind: "log", ID: log2}},
+	}
+	c.Deltas = sortedUnique(c.Deltas, compareDelta)
+	return c
+}
+
+func (g *vectorGen) snapshotContents() {
+	t := g.t
+	v := func(expect string, m []byte, comment string) func() *genVector {
+		return func() *genVector {
+			return &genVector{format: "snapshot content", expect: expect, msgs: [][]byte{m}, comments: []string{comment}}
+		}
+	}
+	c := sampleSnapshotContent()
+	ok, err := c.Marshal()
+	require.NoError(t, err)
+	require.Equal(t, ok, rawSnapshotContent(c, nil), "generator layout differs from Marshal")
+	g.vec("snapshot-content-ok", v("success", ok, "a conflict (two heads over one superseded write), a kept and a removed log entry"))
+	empty, err := (&SnapshotContent{Tenant: c.Tenant, Stream: c.Stream, Seq: 1, Head: testHash("batch 1")}).Marshal()
+	require.NoError(t, err)
+	g.vec("snapshot-content-empty", v("success", empty, "a stream whose first batch changed nothing"))
+
+	broken := func(f func(c *SnapshotContent)) []byte {
+		c := sampleSnapshotContent()
+		f(c)
+		return rawSnapshotContent(c, nil)
+	}
+	g.vec("snapshot-content-deltas-unsorted", v("malformed", broken(func(c *SnapshotContent) {
+		c.Deltas[0], c.Deltas[1] = c.Deltas[1], c.Deltas[0]
+	}), "the first two deltas swapped"))
+	g.vec("snapshot-content-duplicate-delta", v("malformed", broken(func(c *SnapshotContent) {
+		c.Deltas[1] = c.Deltas[0]
+	}), "the first delta listed twice"))
+	g.vec("snapshot-content-writes-unsorted", v("malformed", broken(func(c *SnapshotContent) {
+		c.Writes[1], c.Writes[2] = c.Writes[2], c.Writes[1]
+	}), "the two heads in reverse version order"))
+	g.vec("snapshot-content-duplicate-tombstone", v("malformed", broken(func(c *SnapshotContent) {
+		c.Tombstones = append(c.Tombstones, c.Tombstones[0])
+	}), "a removal listed twice"))
+	g.vec("snapshot-content-partial-base", v("malformed", broken(func(c *SnapshotContent) {
+		c.Writes[1].Bases = c.Writes[1].Bases[:RegisterVersionLen-1]
+	}), "a base one byte short of a version"))
+	g.vec("snapshot-content-empty-kind", v("malformed", broken(func(c *SnapshotContent) {
+		c.Elements[0].Kind = ""
+	}), "an element without a kind"))
+	two := byte(2)
+	g.vec("snapshot-content-head-flag", v("malformed", rawSnapshotContent(sampleSnapshotContent(), &two), "head byte 2"))
+	g.vec("snapshot-content-header-only", v("truncated", broken(func(c *SnapshotContent) {
+		c.Authors = nil
+	})[:74], "cut after the head hash"))
+	huge := clone(ok)
+	binary.BigEndian.PutUint32(huge[74:78], 0xffffffff)
+	g.vec("snapshot-content-huge-count", v("truncated", huge, "an author count of 2^32-1"))
+	g.vec("snapshot-content-truncated", v("truncated", ok[:len(ok)-1], "last byte cut"))
+	g.vec("snapshot-content-trailing", v("trailing bytes", append(clone(ok), 0), "a zero byte at the end"))
+	g.vec("snapshot-content-unknown-version", v("unknown version", withVersion(ok, 2), "version byte 2"))
+	g.vec("snapshot-content-wrong-type", v("wrong type", withType(ok, MsgSnapshot), "a snapshot's type byte"))
 }

@@ -140,6 +140,7 @@ var formats = map[string]formatSpec{
 	"wrapped key":      {lines: 1, keys: []string{"identity", "commitment"}, releases: true, ageBased: true, run: runWrappedKey},
 	"snapshot":         {lines: 1, keys: []string{"signer", "epoch key"}, releases: true, run: runSnapshot},
 	"auth proof":       {lines: 1, keys: []string{"signer"}, run: runAuthProof},
+	"snapshot content": {lines: 1, run: runSnapshotContent},
 }
 
 type vector struct {
@@ -592,6 +593,20 @@ func runSnapshot(t *testing.T, v *vector) ([]byte, error) {
 	}
 	require.Equal(t, v.msgs[0], s.Marshal(), "re-encoded snapshot")
 	return plain, nil
+}
+
+// runSnapshotContent decodes a snapshot's opened content; a success must
+// re-encode to the same bytes.
+func runSnapshotContent(t *testing.T, v *vector) ([]byte, error) {
+	c, err := UnmarshalSnapshotContent(v.msgs[0])
+	if err != nil {
+		requireNil(t, c)
+		return nil, err
+	}
+	re, err := c.Marshal()
+	require.NoError(t, err)
+	require.Equal(t, v.msgs[0], re, "re-encoded snapshot content")
+	return nil, nil
 }
 
 func runAuthProof(t *testing.T, v *vector) ([]byte, error) {
