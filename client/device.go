@@ -43,6 +43,10 @@ type Options struct {
 	Notice func(string)
 	// Progress receives progress of long operations (sync).
 	Progress func(done, total int, what string)
+	// SnapshotEvery is how many batches past a stream's newest
+	// countersigned snapshot make a worker device post a new one; zero
+	// means DefaultSnapshotEvery. Tests use a small one.
+	SnapshotEvery int
 }
 
 func (o *Options) now() time.Time {

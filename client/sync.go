@@ -94,7 +94,7 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	if d.cfg.Role == RoleCoordinator {
 		d.resealNotices(ctx, nil)
 	}
-	return nil
+	return d.snapshots(ctx)
 }
 
 // push seals and sends the outbox, stream by stream, in batches.
@@ -461,6 +461,23 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 				historyErr = err
 			}
 			continue
+		}
+		// A stream new to this device, or pruned past its cursor, starts
+		// from the countersigned snapshot (snapshot.go). One the relay
+		// serves wrong is refused and reported; the history is replayed
+		// instead while the relay still has it.
+		if from, err := d.startFromSnapshot(ctx, c, s, known[s], h); errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey) {
+			d.opts.notice("%v", err)
+			if errors.Is(err, ErrSnapshot) && historyErr == nil {
+				historyErr = err
+			}
+			if errors.Is(err, ErrNoKey) || h.Pruned > known[s] {
+				continue
+			}
+		} else if err != nil {
+			return err
+		} else {
+			known[s] = from
 		}
 		if h.Head <= known[s] {
 			if err := d.endRebuild(s); err != nil {

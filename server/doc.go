@@ -165,9 +165,12 @@
 //	     forbidden), able to read the stream (403 not_assigned); signature
 //	     (422 bad_signature); epoch known (409 unknown_epoch); 0 < seq <=
 //	     the stream's head (400).
-//	GET  /v1/t/{tenant}/streams/{stream}/snapshot
-//	     200 the latest snapshot's bytes, header X-Fristed-Seq: its seq;
-//	     404 not_found if none.
+//	GET  /v1/t/{tenant}/streams/{stream}/snapshot[?hash=h_...]
+//	     200 the latest snapshot's bytes (with hash: that snapshot's, e.g.
+//	     the one a countersignature names), header X-Fristed-Seq: its seq;
+//	     404 not_found if none; 400 for a malformed hash. Snapshots below
+//	     the pruned point are gone; the countersigned one a stream was
+//	     pruned to stays.
 //	PUT  /v1/t/{tenant}/keys                  body: WrappedKey bytes (coordinators)
 //	     201 {}. The stream must exist (404), the epoch too (409
 //	     unknown_epoch), the target device be one of that epoch's devices

@@ -79,7 +79,8 @@ func (r *Relay) putSnapshot(c echo.Context, s *session) error {
 }
 
 // getSnapshot answers GET /v1/t/{tenant}/streams/{stream}/snapshot: the
-// latest snapshot's bytes, its sequence number in X-Fristed-Seq.
+// latest snapshot's bytes (or, with ?hash=h_..., that snapshot's), its
+// sequence number in X-Fristed-Seq.
 func (r *Relay) getSnapshot(c echo.Context, s *session) error {
 	ctx := c.Request().Context()
 	stream, err := streamParam(c)
@@ -89,7 +90,16 @@ func (r *Relay) getSnapshot(c echo.Context, s *session) error {
 	if err := r.readable(ctx, s, stream); err != nil {
 		return err
 	}
-	sn, err := r.st.LatestSnapshot(ctx, s.t.id, stream)
+	var sn store.Snapshot
+	if q := c.QueryParam("hash"); q != "" {
+		h, perr := syncproto.ParseHash(q)
+		if perr != nil {
+			return wire(syncproto.CodeBadRequest, "malformed snapshot hash")
+		}
+		sn, err = r.st.GetSnapshot(ctx, s.t.id, stream, h)
+	} else {
+		sn, err = r.st.LatestSnapshot(ctx, s.t.id, stream)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return wire(syncproto.CodeNotFound, "no snapshot of this stream")
 	} else if err != nil {

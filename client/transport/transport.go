@@ -634,6 +634,17 @@ func (c *Client) GetSnapshot(ctx context.Context, stream syncproto.StreamID) ([]
 	return raw, nil
 }
 
+// GetSnapshotByHash downloads the snapshot of a stream with this hash (the
+// one a countersignature names).
+func (c *Client) GetSnapshotByHash(ctx context.Context, stream syncproto.StreamID, h syncproto.Hash) ([]byte, error) {
+	q := url.Values{"hash": {h.String()}}
+	raw, _, err := c.do(ctx, http.MethodGet, c.tpath("/streams/"+stream.String()+"/snapshot"), q, nil, "", true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get snapshot: %w", err)
+	}
+	return raw, nil
+}
+
 // PutKey uploads one wrapped epoch key for one device (coordinators).
 func (c *Client) PutKey(ctx context.Context, raw []byte) error {
 	if _, _, err := c.do(ctx, http.MethodPut, c.tpath("/keys"), nil, raw, "application/octet-stream", true, nil); err != nil {
