@@ -464,16 +464,13 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 		}
 		// A stream new to this device, or pruned past its cursor, starts
 		// from the countersigned snapshot (snapshot.go). One the relay
-		// serves wrong is refused and reported; the history is replayed
-		// instead while the relay still has it.
+		// serves wrong is refused and reported, and the stream waits.
 		if from, err := d.startFromSnapshot(ctx, c, s, known[s], h); errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey) {
 			d.opts.notice("%v", err)
 			if errors.Is(err, ErrSnapshot) && historyErr == nil {
 				historyErr = err
 			}
-			if errors.Is(err, ErrNoKey) || h.Pruned > known[s] {
-				continue
-			}
+			continue
 		} else if err != nil {
 			return err
 		} else {
