@@ -19,7 +19,6 @@ import (
 
 	"github.com/fristed/fristed/client/replica"
 	"github.com/fristed/fristed/client/transport"
-	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/syncproto"
 )
 
@@ -147,7 +146,7 @@ func (d *Device) postSnapshot(ctx context.Context, c *transport.Client, s syncpr
 	if err != nil {
 		return fmt.Errorf("snapshot of %s: %w", s, err)
 	}
-	sealed, err := fcrypto.Seal(key, syncproto.SnapshotAD(d.pc.tenant, s, cur.Epoch, head), plain)
+	sealed, err := syncproto.SealSnapshotContent(key, d.pc.tenant, s, cur.Epoch, head, plain)
 	clear(plain)
 	if err != nil {
 		return fmt.Errorf("snapshot of %s: %w", s, err)
@@ -222,7 +221,7 @@ func (d *Device) openSnapshot(sn *syncproto.Snapshot, s syncproto.StreamID) (*sy
 	if err != nil {
 		return nil, err
 	}
-	plain, err := fcrypto.Open(key, syncproto.SnapshotAD(sn.Tenant, s, sn.Epoch, sn.Seq), sn.Content)
+	plain, err := syncproto.OpenSnapshotContent(key, sn.Tenant, s, sn.Epoch, sn.Seq, sn.Content)
 	if err != nil {
 		return nil, snapshotRefused(s, "the content does not decrypt: %v", err)
 	}

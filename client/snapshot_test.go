@@ -374,7 +374,7 @@ func forgeSnapshot(t testing.TB, o *snapOrg, d *Device, sign *fcrypto.SigningKey
 	epoch := o.coord.chain.State().Streams[o.sid].Current().Epoch
 	key, err := d.epochKey(o.sid, epoch)
 	require.NoError(t, err)
-	sealed, err := fcrypto.Seal(key, syncproto.SnapshotAD(d.pc.tenant, o.sid, epoch, seq), plain)
+	sealed, err := syncproto.SealSnapshotContent(key, d.pc.tenant, o.sid, epoch, seq, plain)
 	require.NoError(t, err)
 	sn := &syncproto.Snapshot{Tenant: d.pc.tenant, Stream: o.sid, Epoch: epoch, Author: d.pc.device, Seq: seq,
 		CreatedMS: uint64(time.Now().UnixMilli()), Content: sealed}

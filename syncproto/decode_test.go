@@ -490,7 +490,7 @@ func TestMsgTypeString(t *testing.T) {
 	}{
 		{MsgDelta, "delta"}, {MsgBatch, "batch"}, {MsgReceipt, "receipt"}, {MsgStatement, "statement"},
 		{MsgSnapshot, "snapshot"}, {MsgEnrolment, "enrolment"}, {MsgAuth, "auth"}, {MsgWrappedKey, "wrapped key"},
-		{9, "type(9)"},
+		{MsgSnapshotContent, "snapshot content"}, {10, "type(10)"},
 	} {
 		if got := tt.t.String(); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)

@@ -5,6 +5,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	fcrypto "github.com/fristed/fristed/crypto"
 )
 
 // SnapshotContent is what a Snapshot's sealed Content holds: one stream's
@@ -319,4 +321,77 @@ func UnmarshalSnapshotContent(b []byte) (*SnapshotContent, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// snapshotChunk is the plaintext size of one sealed chunk of a snapshot's
+// content; crypto.Seal bounds one message at 16 MiB and a large stream's
+// snapshot is bigger.
+const snapshotChunk = 4 << 20
+
+// SealSnapshotContent seals a snapshot's content under the epoch key as a
+// sequence of chunks, each
+//
+//	u32 length | crypto.Seal(key, SnapshotAD | u32 index | u8 last, part)
+//
+// of at most 4 MiB of plaintext, the last one flagged (the STREAM
+// construction age uses for files): a chunk cannot be moved, dropped,
+// repeated or taken from another snapshot, and the content cannot be cut
+// after a chunk, without OpenSnapshotContent failing. Empty content is one
+// empty last chunk.
+func SealSnapshotContent(key *fcrypto.Key, tenant TenantID, stream StreamID, epoch Epoch, seq Seq, plain []byte) ([]byte, error) {
+	if len(plain) > maxSnapshotContent {
+		return nil, fmt.Errorf("seal snapshot: %w", ErrTooLarge)
+	}
+	ad := SnapshotAD(tenant, stream, epoch, seq)
+	e := &enc{}
+	for i := 0; ; i++ {
+		n := min(len(plain), snapshotChunk)
+		last := n == len(plain)
+		sealed, err := fcrypto.Seal(key, chunkAD(ad, i, last), plain[:n])
+		if err != nil {
+			return nil, fmt.Errorf("seal snapshot: %w", err)
+		}
+		e.blob(sealed)
+		plain = plain[n:]
+		if last {
+			return e.b, nil
+		}
+	}
+}
+
+func chunkAD(ad []byte, i int, last bool) []byte {
+	e := &enc{b: append([]byte(nil), ad...)}
+	e.u32(uint32(i))
+	e.bool(last)
+	return e.b
+}
+
+// OpenSnapshotContent opens what SealSnapshotContent sealed. A chunk that
+// fails authentication gives crypto.ErrSealAuth (as does content cut after
+// a chunk that is not the last); broken framing ErrTruncated or
+// ErrTrailing.
+func OpenSnapshotContent(key *fcrypto.Key, tenant TenantID, stream StreamID, epoch Epoch, seq Seq, content []byte) ([]byte, error) {
+	ad := SnapshotAD(tenant, stream, epoch, seq)
+	d := &dec{b: content}
+	var out []byte
+	for i := 0; ; i++ {
+		sealed := d.blob(maxSnapshotContent)
+		if d.err != nil {
+			return nil, fmt.Errorf("open snapshot: %w", d.err)
+		}
+		last := len(d.b) == 0
+		part, err := fcrypto.Open(key, chunkAD(ad, i, last), sealed)
+		if err != nil {
+			clear(out)
+			return nil, fmt.Errorf("open snapshot: %w", err)
+		}
+		if len(part) > snapshotChunk || (!last && len(part) != snapshotChunk) {
+			clear(out)
+			return nil, fmt.Errorf("open snapshot: chunk %d: %w", i, ErrMalformed)
+		}
+		out = append(out, part...)
+		if last {
+			return out, nil
+		}
+	}
 }

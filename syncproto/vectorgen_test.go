@@ -1041,9 +1041,12 @@ func (g *vectorGen) snapshots() {
 	t := g.t
 	o := newBaseOrg(t)
 	key := testEpochKey(t, o.s, 1)
-	content := []byte(`{"resident":{"pseudonym":"Mina"},"clock":"1767225600000.1"}`)
+	sample := sampleSnapshotContent()
+	sample.Tenant, sample.Stream = o.tenant, o.s
+	content, err := sample.Marshal()
+	require.NoError(t, err)
 	snap := func(seq Seq, sealSeq Seq, by *testDevice) *Snapshot {
-		ct, err := fcrypto.Seal(key, SnapshotAD(o.tenant, o.s, 1, sealSeq), content)
+		ct, err := SealSnapshotContent(key, o.tenant, o.s, 1, sealSeq, content)
 		require.NoError(t, err)
 		s := &Snapshot{Tenant: o.tenant, Stream: o.s, Epoch: 1, Author: o.d1.id, Seq: seq, CreatedMS: o.now, Content: ct}
 		require.NoError(t, s.Sign(by.sign))

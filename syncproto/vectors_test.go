@@ -587,7 +587,7 @@ func runSnapshot(t *testing.T, v *vector) ([]byte, error) {
 	if err := s.Verify(v.publicKey(t, "signer")); err != nil {
 		return nil, err
 	}
-	plain, err := fcrypto.Open(v.epochKey(t), SnapshotAD(s.Tenant, s.Stream, s.Epoch, s.Seq), s.Content)
+	plain, err := OpenSnapshotContent(v.epochKey(t), s.Tenant, s.Stream, s.Epoch, s.Seq, s.Content)
 	if err != nil {
 		return nil, err
 	}
