@@ -79,7 +79,8 @@ func fristedBinary(t testing.TB) string {
 type loopbackRelay struct {
 	URL    string
 	Invite string
-	Dir    string // the relay's data directory (its signing key)
+	Dir    string        // the relay's data directory (its signing key)
+	Store  *sqlite.Store // the relay's store, for benchmarks that fill it directly
 	stop   func()
 	once   sync.Once
 }
@@ -106,7 +107,7 @@ func startLoopbackRelay(t testing.TB) *loopbackRelay {
 	require.NoError(t, err)
 	srv := server.NewHTTPServer(rl.Handler(), nil)
 	go srv.Serve(ln)
-	r := &loopbackRelay{URL: "http://" + ln.Addr().String(), Invite: invite, Dir: dir}
+	r := &loopbackRelay{URL: "http://" + ln.Addr().String(), Invite: invite, Dir: dir, Store: st}
 	r.stop = func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -288,7 +288,7 @@ func TestSnapshotKeepsMergeMetadata(t *testing.T) {
 // the pruned history: it pulls only the batch after the snapshot, and the
 // relay no longer has the rest.
 func TestSnapshotOnboarding(t *testing.T) {
-	const total, perBatch = 100_000, 100
+	const total, perBatch = 100_000, 500 // the relay's most per batch: 200 batches
 	o := newSnapOrg(t, 100)
 	pushHistory(t, o.coord, o.sid, total, perBatch)
 	o.sync(o.kari)  // replays 100,000 deltas; posts
