@@ -520,3 +520,43 @@ func TestHostileRelaySnapshotToNewDevice(t *testing.T) {
 		t.Fatalf("dump after the honest relay:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestSnapshotPrunedPastCursor: a laptop that was offline while the
+// stream grew and was pruned past its cursor, with an edit of its own
+// waiting, catches up from the countersigned snapshot merged into what it
+// holds, delivers its edit, and ends with the same dump as the others.
+func TestSnapshotPrunedPastCursor(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	per := o.newDevice("per", "Per")
+	o.sync(per)
+	pushHistory(t, o.coord, o.sid, 4, 2)
+	o.sync(per)
+	cur, err := per.cursor(o.sid)
+	require.NoError(t, err)
+	require.NotZero(t, cur)
+	_, err = per.LogAdd("Mina", "safety", 20, "written offline")
+	require.NoError(t, err)
+
+	pushHistory(t, o.coord, o.sid, 12, 2)
+	o.sync(o.kari)  // posts
+	o.sync(o.coord) // countersigns; the relay prunes
+	cs := o.countersigned()
+	require.NotNil(t, cs, "countersigned")
+	require.Greater(t, o.head().Pruned, cur, "pruned past the offline laptop's cursor")
+
+	o.sync(per)
+	if got, _ := per.cursor(o.sid); got < cs.Seq {
+		t.Fatalf("got cursor %d, want at least %d", got, cs.Seq)
+	}
+	o.sync(o.coord)
+	o.sync(o.kari)
+	want := o.dump(o.coord)
+	if !strings.Contains(want, "written offline") {
+		t.Fatalf("the offline edit did not arrive:\n%s", want)
+	}
+	for _, d := range []*Device{per, o.kari} {
+		if got := o.dump(d); got != want {
+			t.Fatalf("dump of %s:\n%s\nwant (coordinator's):\n%s", filepath.Base(d.home), got, want)
+		}
+	}
+}
