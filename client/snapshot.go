@@ -157,6 +157,13 @@ func (d *Device) postSnapshot(ctx context.Context, c *transport.Client, s syncpr
 		return err
 	}
 	if err := c.PutSnapshot(ctx, s, sn.Marshal()); err != nil {
+		var we *syncproto.Error
+		if errors.As(err, &we) && we.Code != syncproto.CodeDeviceRevoked {
+			// Refused (access changed since the pull, say): the edits are
+			// all delivered; another device, or a later sync, posts one.
+			d.opts.notice("snapshot of %s not posted: %v", s, err)
+			return nil
+		}
 		return d.refused(err)
 	}
 	return nil

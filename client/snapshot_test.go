@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -558,5 +560,124 @@ func TestSnapshotPrunedPastCursor(t *testing.T) {
 		if got := o.dump(d); got != want {
 			t.Fatalf("dump of %s:\n%s\nwant (coordinator's):\n%s", filepath.Base(d.home), got, want)
 		}
+	}
+}
+
+// TestSnapshotPostRefused: a relay that refuses the upload does not fail
+// the sync (every edit is delivered); the laptop says so and posts at a
+// later sync.
+func TestSnapshotPostRefused(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	pushHistory(t, o.coord, o.sid, 10, 2)
+	target, err := url.Parse(o.relay.URL)
+	require.NoError(t, err)
+	p := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/snapshot") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"code":"not_assigned","message":"not assigned to this stream"}`)
+			return
+		}
+		p.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	o.kari.viaRelay(proxy.URL)
+	o.sync(o.kari)
+	if !strings.Contains(o.noticesOf(o.kari), "not posted") {
+		t.Fatalf("got notices %q, want the refused upload reported", o.noticesOf(o.kari))
+	}
+	c, err := o.coord.client()
+	require.NoError(t, err)
+	_, err = c.GetSnapshot(context.Background(), o.sid)
+	require.True(t, isNotFound(err), "got %v, want no snapshot on the relay", err)
+
+	o.kari.viaRelay(o.relay.URL)
+	o.sync(o.kari)
+	_, err = c.GetSnapshot(context.Background(), o.sid)
+	require.NoError(t, err, "posted at the next sync")
+}
+
+// TestHostileRelayWithholdsDuringRebuild: a relay that drops a batch from
+// the history a coordinator rebuilds from gets the snapshot reported, not
+// countersigned.
+func TestHostileRelayWithholdsDuringRebuild(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	pushHistory(t, o.coord, o.sid, 10, 2)
+	o.sync(o.coord) // up to date: its own pull asks for nothing old
+	o.sync(o.kari)  // posts
+	o.coord.viaRelay(snapshotProxy(t, o.relay.URL, func(r *http.Request, body []byte) []byte {
+		if !strings.HasSuffix(r.URL.Path, o.sid.String()+"/batches") || r.URL.Query().Get("after") != "0" {
+			return body
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(body, &m))
+		bs, _ := m["batches"].([]any)
+		if len(bs) > 2 {
+			m["batches"] = append(bs[:1:1], bs[2:]...)
+		}
+		out, err := json.Marshal(m)
+		require.NoError(t, err)
+		return out
+	}))
+	o.sync(o.coord)
+	if cs := o.countersigned(); cs != nil {
+		t.Fatalf("got countersignature %+v from a withheld history", cs)
+	}
+	if !strings.Contains(o.noticesOf(o.coord), "does not rebuild") {
+		t.Fatalf("got notices %q, want the failed rebuild reported", o.noticesOf(o.coord))
+	}
+}
+
+// TestOpenSnapshotRefusals: a snapshot by a device the chain does not
+// know, by one outside the epoch it names, or whose sealed content names
+// another point than the snapshot, is refused with ErrSnapshot.
+func TestOpenSnapshotRefusals(t *testing.T) {
+	o := newSnapOrg(t, 1000)
+	pushHistory(t, o.coord, o.sid, 4, 2)
+	o.sync(o.kari)
+	stranger, err := fcrypto.GenerateSigningKey()
+	require.NoError(t, err)
+	outsider := o.newDevice("per", "Per") // assigned after the epoch the snapshot names
+	o.sync(outsider)
+	o.sync(o.kari) // takes the new epoch's key
+	epoch := o.coord.chain.State().Streams[o.sid].Current().Epoch
+	for _, tc := range []struct {
+		name  string
+		forge func() *syncproto.Snapshot
+		want  string
+	}{
+		{"unknown author", func() *syncproto.Snapshot {
+			sn := forgeSnapshot(t, o, o.kari, o.kari.kf.Sign, 3)
+			rand.Read(sn.Author[:])
+			require.NoError(t, sn.Sign(stranger))
+			return sn
+		}, "unknown device"},
+		{"author outside the epoch", func() *syncproto.Snapshot {
+			sn := forgeSnapshot(t, o, o.kari, o.kari.kf.Sign, 3)
+			sn.Epoch, sn.Author = epoch-1, outsider.ID()
+			require.NoError(t, sn.Sign(outsider.kf.Sign))
+			return sn
+		}, "not in the epoch"},
+		{"content of another point", func() *syncproto.Snapshot {
+			sn := forgeSnapshot(t, o, o.kari, o.kari.kf.Sign, 3)
+			content, err := o.kari.snapshotContent(o.sid, 2)
+			require.NoError(t, err)
+			plain, err := content.Marshal()
+			require.NoError(t, err)
+			key, err := o.kari.epochKey(o.sid, sn.Epoch)
+			require.NoError(t, err)
+			sn.Content, err = syncproto.SealSnapshotContent(key, sn.Tenant, o.sid, sn.Epoch, 3, plain)
+			require.NoError(t, err)
+			require.NoError(t, sn.Sign(o.kari.kf.Sign))
+			return sn
+		}, "another stream or point"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := o.coord.openSnapshot(tc.forge(), o.sid)
+			if !errors.Is(err, ErrSnapshot) || got != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, %v; want nothing and ErrSnapshot about %q", got, err, tc.want)
+			}
+		})
 	}
 }
