@@ -207,3 +207,92 @@ func BenchmarkPullBehind(b *testing.B) {
 		b.ReportMetric(relMedian(ratios), "x-1k")
 	})
 }
+
+// onboardFixture: a laptop assigned to two residents of 100,000 log
+// entries each (batches of 500); one has a countersigned snapshot and its
+// history pruned, the other only its history.
+type onboardFixture struct {
+	per          *Device
+	snap, replay behindStream
+}
+
+var (
+	onboardOnce sync.Once
+	onboardFix  *onboardFixture
+)
+
+func onboard(b *testing.B) *onboardFixture {
+	onboardOnce.Do(func() {
+		const total, perBatch = 100_000, 500
+		ctx := context.Background()
+		o := newSnapOrg(b, 100)
+		pushHistory(b, o.coord, o.sid, total, perBatch)
+		o.sync(o.kari)  // posts
+		o.sync(o.coord) // countersigns
+		require.NotNil(b, o.countersigned(), "countersigned")
+		// The second resident gets no snapshot: nobody posts one.
+		o.kari.opts.SnapshotEvery = 1 << 30
+		other, err := o.coord.ResidentAdd(ctx, ResidentAddParams{Pseudonym: "Lina", Arrived: "2026-11-01"})
+		require.NoError(b, err)
+		pushHistory(b, o.coord, other, total, perBatch)
+		per := o.newDevice("per", "Per")
+		require.NoError(b, o.coord.Assign(ctx, other.String(), "Per"))
+		o.sync(o.coord)
+		o.sync(per)
+		for _, s := range []syncproto.StreamID{o.sid, other} {
+			var n int
+			require.NoError(b, per.db().QueryRow(`SELECT COUNT(*) FROM elements WHERE stream = ?`, s[:]).Scan(&n))
+			require.Equal(b, total, n, "log entries")
+		}
+		onboardFix = &onboardFixture{per: per, snap: behindStream{sid: o.sid}, replay: behindStream{sid: other}}
+	})
+	if onboardFix == nil {
+		b.Fatal("onboarding fixture failed to build in an earlier benchmark")
+	}
+	return onboardFix
+}
+
+func (f *onboardFixture) start(b *testing.B, s behindStream) time.Duration {
+	rewindStream(b, f.per, s.sid, 0, nil)
+	var res SyncResult
+	t0 := time.Now()
+	require.NoError(b, f.per.pull(context.Background(), &res))
+	return time.Since(t0)
+}
+
+// BenchmarkOnboard: a laptop new to a resident of 100,000 log entries
+// reaches its state from the countersigned snapshot (snapshot) or by
+// replaying the history (replay); ratio reports the median of
+// snapshot/replay from both measured alternately.
+//
+//	go test ./client -run '^$' -bench Onboard -benchtime 5x
+func BenchmarkOnboard(b *testing.B) {
+	f := onboard(b)
+	b.Run("snapshot", func(b *testing.B) {
+		for b.Loop() {
+			f.start(b, f.snap)
+		}
+	})
+	b.Run("replay", func(b *testing.B) {
+		for b.Loop() {
+			f.start(b, f.replay)
+		}
+	})
+	b.Run("ratio", func(b *testing.B) {
+		var snaps, replays []time.Duration
+		for b.Loop() {
+			if len(snaps)%2 == 0 {
+				snaps, replays = append(snaps, f.start(b, f.snap)), append(replays, f.start(b, f.replay))
+			} else {
+				replays, snaps = append(replays, f.start(b, f.replay)), append(snaps, f.start(b, f.snap))
+			}
+		}
+		ratios := make([]float64, len(snaps))
+		for i := range snaps {
+			ratios[i] = float64(snaps[i]) / float64(replays[i])
+		}
+		b.ReportMetric(float64(relMedian(snaps).Nanoseconds()), "snapshot-ns/op")
+		b.ReportMetric(float64(relMedian(replays).Nanoseconds()), "replay-ns/op")
+		b.ReportMetric(relMedian(ratios), "x-replay")
+	})
+}
