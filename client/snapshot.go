@@ -262,6 +262,20 @@ func (d *Device) countersigned(ctx context.Context, c *transport.Client, s syncp
 	return d.openSnapshot(sn, s)
 }
 
+// untainted refuses snapshot content that holds batches by a device the
+// chain now voids or calls compromised: they may be batches every replica
+// must now do without (rebuild.go), and merged state cannot be taken
+// apart. Such a snapshot was countersigned before the revocation.
+func (d *Device) untainted(s syncproto.StreamID, c *syncproto.SnapshotContent) error {
+	st := d.chain.State()
+	for _, a := range c.Authors {
+		if info := st.Devices[a.Device]; info == nil || info.HasCompromisedSince {
+			return snapshotRefused(s, "the countersigned snapshot holds edits by device %s, since revoked as compromised", a.Device)
+		}
+	}
+	return nil
+}
+
 // startFromSnapshot loads the countersigned snapshot of stream s when this
 // device has nothing of the stream yet, or the relay pruned past its
 // cursor; it returns the cursor to pull from.
@@ -276,6 +290,9 @@ func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s s
 	}
 	content, err := d.countersigned(ctx, c, s, cs)
 	if err != nil {
+		return cursor, err
+	}
+	if err := d.untainted(s, content); err != nil {
 		return cursor, err
 	}
 	// Merged, not replaced: whatever this device already holds of the
@@ -386,6 +403,9 @@ func (d *Device) rebuild(ctx context.Context, c *transport.Client, s syncproto.S
 		if err != nil {
 			return nil, err
 		}
+		if err := d.untainted(s, prev); err != nil {
+			return nil, err
+		}
 		if err := scratch.Import(prev); err != nil {
 			return nil, err
 		}
@@ -467,7 +487,7 @@ func (d *Device) verifyPulled(s syncproto.StreamID, p transport.Pulled, authors 
 		return nil, h, fmt.Errorf("%w: batch %d of %s: batch %d of device %s is missing", ErrHistory, p.Seq, s, last.n+1, b.Author)
 	}
 	authors[b.Author] = authorPos{b.Counter, h}
-	if author.HasCompromisedSince && b.ChainHead.Pos > author.CompromisedSince {
+	if author.HasCompromisedSince && d.afterPoint(b, rc, author) {
 		return nil, h, nil
 	}
 	key, err := d.epochKey(s, b.Epoch)

@@ -681,3 +681,32 @@ func TestOpenSnapshotRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotOfCompromisedDeviceRefused: a snapshot countersigned before
+// one of its authors was revoked as compromised may hold edits every
+// replica must now do without; a laptop new to the stream refuses it, and
+// with the history pruned the stream waits, reported, with nothing applied.
+func TestSnapshotOfCompromisedDeviceRefused(t *testing.T) {
+	ctx := context.Background()
+	o := newSnapOrg(t, 3)
+	_, err := o.kari.LogAdd("Mina", "practical", 5, "by Kari's laptop")
+	require.NoError(t, err)
+	o.sync(o.kari)
+	pushHistory(t, o.coord, o.sid, 8, 2)
+	o.sync(o.kari)
+	o.sync(o.coord)
+	require.NotNil(t, o.countersigned(), "countersigned")
+	require.NotZero(t, o.head().Pruned, "pruned")
+
+	since := syncproto.ChainPos(o.coord.chain.Len() - 1)
+	_, err = o.coord.Revoke(ctx, RevokeParams{Device: o.kari.ID().String(), CompromisedSince: &since})
+	require.NoError(t, err)
+	per := o.newDevice("per", "Per")
+	_, err = per.Sync(ctx)
+	if !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), "revoked as compromised") {
+		t.Fatalf("got %v, want ErrSnapshot about a compromised author", err)
+	}
+	if got := o.dump(per); strings.Count(got, "\n") != 1 {
+		t.Fatalf("the refused snapshot left data on the laptop:\n%s", got)
+	}
+}
