@@ -23,4 +23,10 @@
 // holds: a case purged after its retention period is deleted with its keys
 // (purge.go), and a stream that holds edits a compromised-since revocation
 // voided is rebuilt from verified history without them (rebuild.go).
+//
+// Long histories are cut short by snapshots (snapshot.go): a worker device
+// posts a sealed, signed image of a stream's state and merge metadata, a
+// coordinator device countersigns it after rebuilding the same state from
+// the history, the relay then prunes, and a device new to the stream
+// starts from the countersigned snapshot.
 package client
