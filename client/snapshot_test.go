@@ -710,3 +710,38 @@ func TestSnapshotOfCompromisedDeviceRefused(t *testing.T) {
 		t.Fatalf("the refused snapshot left data on the laptop:\n%s", got)
 	}
 }
+
+// TestSnapshotWaitsForKey: a laptop that does not hold the key the
+// countersigned snapshot is sealed under yet (the relay has not handed it
+// over) says so and leaves the stream for the next sync, which starts
+// from the snapshot.
+func TestSnapshotWaitsForKey(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	pushHistory(t, o.coord, o.sid, 10, 2)
+	o.sync(o.kari)
+	o.sync(o.coord)
+	require.NotNil(t, o.countersigned(), "countersigned")
+	per := o.newDevice("per", "Per")
+	per.viaRelay(snapshotProxy(t, o.relay.URL, func(r *http.Request, body []byte) []byte {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/keys") {
+			return []byte(`{"keys":[]}`)
+		}
+		return body
+	}))
+	o.sync(per)
+	reported := false
+	for _, n := range *o.notes[per] {
+		reported = reported || strings.Contains(n, "no key for this epoch") && strings.Contains(n, o.sid.String())
+	}
+	if !reported {
+		t.Fatalf("got notices %q, want the missing key of %s reported", o.noticesOf(per), o.sid)
+	}
+	if got := o.dump(per); strings.Count(got, "\n") != 1 {
+		t.Fatalf("got data without the key:\n%s", got)
+	}
+	per.viaRelay(o.relay.URL)
+	o.sync(per)
+	if got, want := o.dump(per), o.dump(o.coord); got != want {
+		t.Fatalf("dump after the key arrived:\n%s\nwant:\n%s", got, want)
+	}
+}

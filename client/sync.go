@@ -465,17 +465,18 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 		// A stream new to this device, or pruned past its cursor, starts
 		// from the countersigned snapshot (snapshot.go). One the relay
 		// serves wrong is refused and reported, and the stream waits.
-		if from, err := d.startFromSnapshot(ctx, c, s, known[s], h); errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey) {
+		from, err := d.startFromSnapshot(ctx, c, s, known[s], h)
+		switch {
+		case errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey):
 			d.opts.notice("%v", err)
 			if errors.Is(err, ErrSnapshot) && historyErr == nil {
 				historyErr = err
 			}
 			continue
-		} else if err != nil {
+		case err != nil:
 			return err
-		} else {
-			known[s] = from
 		}
+		known[s] = from
 		if h.Head <= known[s] {
 			if err := d.endRebuild(s); err != nil {
 				return err
