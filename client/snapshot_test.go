@@ -431,15 +431,23 @@ func TestSnapshotMismatchNotCountersigned(t *testing.T) {
 func TestHostileRelaySnapshotToCoordinator(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		forge  func(o *snapOrg, sn *syncproto.Snapshot)
+		forge  func(o *snapOrg, sn *syncproto.Snapshot) []byte
 		notice string
 	}{
-		{"unsigned", func(o *snapOrg, sn *syncproto.Snapshot) { sn.Sig = make([]byte, fcrypto.SignatureSize) }, "signature does not verify"},
-		{"signed by another device", func(o *snapOrg, sn *syncproto.Snapshot) { require.NoError(o.t, sn.Sign(o.coord.kf.Sign)) }, "signature does not verify"},
-		{"sealed under another key", func(o *snapOrg, sn *syncproto.Snapshot) {
+		{"unsigned", func(o *snapOrg, sn *syncproto.Snapshot) []byte {
+			sn.Sig = make([]byte, fcrypto.SignatureSize)
+			return sn.Marshal()
+		}, "signature does not verify"},
+		{"signed by another device", func(o *snapOrg, sn *syncproto.Snapshot) []byte {
+			require.NoError(o.t, sn.Sign(o.coord.kf.Sign))
+			return sn.Marshal()
+		}, "signature does not verify"},
+		{"sealed under another key", func(o *snapOrg, sn *syncproto.Snapshot) []byte {
 			sn.Content[len(sn.Content)-1] ^= 1
 			require.NoError(o.t, sn.Sign(o.kari.kf.Sign))
+			return sn.Marshal()
 		}, "does not decrypt"},
+		{"not a snapshot", func(o *snapOrg, sn *syncproto.Snapshot) []byte { return []byte("\x01\x05garbage") }, "snapshot refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newSnapOrg(t, 3)
@@ -451,8 +459,7 @@ func TestHostileRelaySnapshotToCoordinator(t *testing.T) {
 				}
 				sn, err := syncproto.UnmarshalSnapshot(body)
 				require.NoError(t, err)
-				tc.forge(o, sn)
-				return sn.Marshal()
+				return tc.forge(o, sn)
 			}))
 			o.sync(o.coord)
 			if cs := o.countersigned(); cs != nil {
@@ -465,6 +472,36 @@ func TestHostileRelaySnapshotToCoordinator(t *testing.T) {
 				t.Fatalf("got pruned %d, want 0", got)
 			}
 		})
+	}
+}
+
+// TestHostileRelayHidesCountersignedSnapshot: a relay that answers "no
+// such snapshot" for the countersigned one gets it reported to the new
+// laptop, whose stream waits.
+func TestHostileRelayHidesCountersignedSnapshot(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	pushHistory(t, o.coord, o.sid, 10, 2)
+	o.sync(o.kari)
+	o.sync(o.coord)
+	require.NotNil(t, o.countersigned(), "countersigned")
+	per := o.newDevice("per", "Per")
+	target, err := url.Parse(o.relay.URL)
+	require.NoError(t, err)
+	p := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isSnapshotGet(r) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"code":"not_found","message":"no snapshot of this stream"}`)
+			return
+		}
+		p.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	per.viaRelay(proxy.URL)
+	_, err = per.Sync(context.Background())
+	if !errors.Is(err, ErrSnapshot) || !strings.Contains(err.Error(), "does not serve") {
+		t.Fatalf("got %v, want ErrSnapshot: the relay does not serve it", err)
 	}
 }
 
