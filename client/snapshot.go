@@ -29,7 +29,8 @@ const DefaultSnapshotEvery = 1000
 
 // ErrSnapshot means a snapshot served by the relay was refused: unsigned or
 // wrongly signed, not the one a coordinator countersigned, undecryptable,
-// or not matching the history. It is never applied.
+// not matching the history, or holding edits of a device since revoked as
+// compromised. It is never applied.
 var ErrSnapshot = errors.New("snapshot refused")
 
 func (o *Options) snapshotEvery() syncproto.Seq {
@@ -43,7 +44,7 @@ func snapshotRefused(stream syncproto.StreamID, format string, args ...any) erro
 	return fmt.Errorf("%w: stream %s: %s", ErrSnapshot, stream, fmt.Sprintf(format, args...))
 }
 
-func isNotFound(err error) bool {
+func isSnapshotNotFound(err error) bool {
 	var we *syncproto.Error
 	return errors.As(err, &we) && we.Code == syncproto.CodeNotFound
 }
@@ -127,7 +128,7 @@ func (d *Device) postSnapshot(ctx context.Context, c *transport.Client, s syncpr
 		if sn, err := syncproto.UnmarshalSnapshot(raw); err == nil && sn.Stream == s && head <= sn.Seq+d.opts.snapshotEvery() {
 			return nil // a recent one waits for its countersignature
 		}
-	case !isNotFound(err):
+	case !isSnapshotNotFound(err):
 		return err
 	}
 	cur := d.chain.State().Streams[s].Current()
@@ -247,7 +248,7 @@ func (d *Device) openSnapshot(sn *syncproto.Snapshot, s syncproto.StreamID) (*sy
 // countersignature of stream s names, refusing anything else.
 func (d *Device) countersigned(ctx context.Context, c *transport.Client, s syncproto.StreamID, cs *syncproto.SnapshotCountersigned) (*syncproto.SnapshotContent, error) {
 	raw, err := c.GetSnapshotByHash(ctx, s, cs.Snapshot)
-	if isNotFound(err) {
+	if isSnapshotNotFound(err) {
 		return nil, snapshotRefused(s, "the relay does not serve the countersigned snapshot")
 	} else if err != nil {
 		return nil, err
@@ -329,7 +330,7 @@ func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s s
 // reported and remembered, never countersigned.
 func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, base syncproto.Seq) error {
 	raw, err := c.GetSnapshot(ctx, s)
-	if isNotFound(err) {
+	if isSnapshotNotFound(err) {
 		return nil
 	} else if err != nil {
 		return err

@@ -627,7 +627,7 @@ func TestSnapshotPostRefused(t *testing.T) {
 	c, err := o.coord.client()
 	require.NoError(t, err)
 	_, err = c.GetSnapshot(context.Background(), o.sid)
-	require.True(t, isNotFound(err), "got %v, want no snapshot on the relay", err)
+	require.True(t, isSnapshotNotFound(err), "got %v, want no snapshot on the relay", err)
 
 	o.kari.viaRelay(o.relay.URL)
 	o.sync(o.kari)
