@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -170,4 +171,69 @@ func UnwrapKey(wrapped, context []byte, commitment [32]byte, id age.Identity) (*
 		return nil, ErrKeyCommitment
 	}
 	return k, nil
+}
+
+// SealTo pads plaintext with Padme (as Seal does) and encrypts it with age
+// to every recipient: one file, one hybrid stanza per recipient. It is for
+// messages that some devices write but only others may read (a worker
+// laptop's audit entries, readable by the coordinator laptops alone).
+func SealTo(plaintext []byte, recipients ...BoxRecipient) ([]byte, error) {
+	if len(plaintext) > MaxSealPlaintext {
+		return nil, ErrSealTooLarge
+	}
+	if len(recipients) == 0 {
+		return nil, errors.New("seal: no recipients")
+	}
+	rs := make([]age.Recipient, len(recipients))
+	for i, r := range recipients {
+		if r.IsZero() {
+			return nil, errors.New("seal: unset recipient")
+		}
+		rs[i] = r.Recipient()
+	}
+	body := make([]byte, Padme(uint64(4+len(plaintext))))
+	binary.BigEndian.PutUint32(body, uint32(len(plaintext)))
+	copy(body[4:], plaintext)
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rs...)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// OpenWith decrypts a message made by SealTo with id. A message not
+// encrypted to id gives ErrNoIdentityMatch; one whose padding is not
+// canonical gives ErrSealPadding.
+func OpenWith(sealed []byte, id *BoxIdentity) ([]byte, error) {
+	if id == nil {
+		return nil, errors.New("open: no identity")
+	}
+	r, err := age.Decrypt(bytes.NewReader(sealed), id.id)
+	if err != nil {
+		return nil, ageError("open", err)
+	}
+	body, err := io.ReadAll(io.LimitReader(r, int64(Padme(4+MaxSealPlaintext))+1))
+	if err != nil {
+		return nil, ageError("open", err)
+	}
+	if len(body) < 4 {
+		return nil, ErrSealPadding
+	}
+	n := binary.BigEndian.Uint32(body)
+	if uint64(n) > uint64(len(body)-4) || uint64(len(body)) != Padme(uint64(4)+uint64(n)) {
+		return nil, ErrSealPadding
+	}
+	for _, b := range body[4+n:] {
+		if b != 0 {
+			return nil, ErrSealPadding
+		}
+	}
+	return body[4 : 4+n], nil
 }

@@ -325,6 +325,24 @@ func TestCheckBatch(t *testing.T) {
 		{"unknown device", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
 			return newTestDevice(t, "mallory"), o.s, 1, o.head().Pos
 		}, ErrUnknownSigner},
+		{"audit log: a worker device outside the epoch appends", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
+			a := o.auditStream()
+			return o.d1, a, 1, o.head().Pos
+		}, nil},
+		{"audit log: superseded epoch", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
+			a := o.auditStream()
+			o.epoch(o.c, a, 2, o.c)
+			return o.d1, a, 1, o.head().Pos
+		}, ErrEpochSuperseded},
+		{"audit log: unknown epoch", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
+			a := o.auditStream()
+			return o.d1, a, 2, o.head().Pos
+		}, ErrUnknownEpoch},
+		{"audit log: revoked device", func(o *baseOrg) (*testDevice, StreamID, Epoch, ChainPos) {
+			a := o.auditStream()
+			o.add(as(o.c), &DeviceRevoked{Device: o.d1.id})
+			return o.d1, a, 1, o.head().Pos
+		}, ErrDeviceRevoked},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -202,6 +202,9 @@ func (st *State) CanRead(d DeviceID, s StreamID) bool {
 //     promises that nothing written after it is readable with the revoked
 //     device's keys, and this edit is written now.
 //
+// An audit stream is append-only for every active device: see
+// checkAuditBatch.
+//
 // writtenAt is the batch's ChainHead.Pos; the caller checks that the head
 // is in its chain (Chain.CheckHead).
 func (st *State) CheckBatch(d DeviceID, s StreamID, e Epoch, writtenAt ChainPos) error {
@@ -219,6 +222,9 @@ func (st *State) CheckBatch(d DeviceID, s StreamID, e Epoch, writtenAt ChainPos)
 	cur := str.Current()
 	if cur == nil {
 		return ErrNotAssigned
+	}
+	if str.Kind == StreamAudit {
+		return checkAuditBatch(str, e)
 	}
 	if e == cur.Epoch {
 		if !cur.Has(d) {

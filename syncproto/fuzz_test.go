@@ -604,6 +604,14 @@ func checkBatchInvariant(t *testing.T, st *State, d DeviceID, s StreamID, e Epoc
 		t.Fatalf("CheckBatch accepted device %s in stream %s: inactive device or no stream", d, s)
 	}
 	ep, cur := str.Epoch(e), str.Current()
+	if str.Kind == StreamAudit {
+		// Any active device appends to the audit log, under its current
+		// epoch only.
+		if e != cur.Epoch {
+			t.Fatalf("CheckBatch accepted audit stream %s under epoch %d, current is %d", s, e, cur.Epoch)
+		}
+		return
+	}
 	if ep == nil || !ep.Has(d) {
 		t.Fatalf("CheckBatch accepted device %s under epoch %d, which does not name it", d, e)
 	}
