@@ -52,6 +52,7 @@ func TestDrill(t *testing.T) {
 		{"BadInput", drillBadInput},
 		{"OfflineEpochChange", drillOfflineEpochChange},
 		{"Retention", drillRetention},
+		{"AuditTampering", drillAuditTampering},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

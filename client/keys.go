@@ -102,7 +102,10 @@ func voidEpochOf(voids map[syncproto.StreamID][]syncproto.EpochInfo, stream sync
 
 // desiredDevices is who should hold a stream's key now: every coordinator
 // device, and for a resident the devices of its assigned workers; the
-// directory and audit streams go to every active device.
+// directory stream goes to every active device. The audit stream goes to
+// the coordinator devices only: every device appends to it, sealing each
+// entry to the current epoch's devices (syncproto.SealAuditBatch), but
+// only they read it.
 func desiredDevices(st *syncproto.State, stream syncproto.StreamID) []syncproto.DeviceID {
 	str := st.Streams[stream]
 	if str == nil {
@@ -110,6 +113,7 @@ func desiredDevices(st *syncproto.State, stream syncproto.StreamID) []syncproto.
 	}
 	devs := st.ActiveCoordinators()
 	switch str.Kind {
+	case syncproto.StreamAudit:
 	case syncproto.StreamResident:
 		for w := range str.Assigned {
 			devs = append(devs, st.WorkerDevices(w)...)

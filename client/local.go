@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS local_shared (stream BLOB NOT NULL, epoch INTEGER NOT
 CREATE TABLE IF NOT EXISTS local_receipts (stream BLOB NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL,
 	PRIMARY KEY (stream, seq));
 CREATE TABLE IF NOT EXISTS local_rebuild (stream BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS local_audit (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL, author BLOB NOT NULL,
+	created_ms INTEGER NOT NULL, link BLOB NOT NULL);
 `
 
 func (d *Device) init() error {

@@ -93,6 +93,7 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	}
 	if d.cfg.Role == RoleCoordinator {
 		d.resealNotices(ctx, nil)
+		return d.checkpointAudit(ctx)
 	}
 	return d.snapshots(ctx)
 }
@@ -178,7 +179,8 @@ func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *Sy
 	}
 	epoch := str.Current().Epoch
 	head, _ := d.chain.Head()
-	if !str.Current().Has(d.pc.device) {
+	audit := str.Kind == syncproto.StreamAudit
+	if !audit && !str.Current().Has(d.pc.device) {
 		// Removed from the stream: seal under the last epoch this device
 		// had, naming the chain head the edits were written under; the
 		// relay accepts them if that was before the removal.
@@ -190,10 +192,6 @@ func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *Sy
 		}
 		head = written
 	}
-	key, err := d.epochKey(stream, epoch)
-	if err != nil {
-		return 0, err
-	}
 	for _, dl := range deltas {
 		dl.Epoch = epoch
 	}
@@ -203,9 +201,24 @@ func (d *Device) pushOne(ctx context.Context, stream syncproto.StreamID, res *Sy
 	}
 	hdr := syncproto.Batch{Tenant: d.pc.tenant, Stream: stream, Epoch: epoch, Author: d.pc.device,
 		Counter: counter + 1, Prev: prev, ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())}
-	b, err := syncproto.SealBatch(hdr, key, d.kf.Sign, deltas)
-	if err != nil {
-		return 0, err
+	var b *syncproto.Batch
+	if audit {
+		recipients, err := d.epochRecipients(str.Current())
+		if err != nil {
+			return 0, err
+		}
+		b, err = syncproto.SealAuditBatch(hdr, recipients, d.kf.Sign, deltas)
+		if err != nil {
+			return 0, err
+		}
+	} else {
+		key, err := d.epochKey(stream, epoch)
+		if err != nil {
+			return 0, err
+		}
+		if b, err = syncproto.SealBatch(hdr, key, d.kf.Sign, deltas); err != nil {
+			return 0, err
+		}
 	}
 	raw, err := b.Marshal()
 	if err != nil {
@@ -356,7 +369,7 @@ func (d *Device) dropInflight(ctx context.Context, b *syncproto.Batch) (int, err
 		return 0, err
 	}
 	str := d.chain.State().Streams[b.Stream]
-	if str != nil && str.Current() != nil && str.Current().Has(d.pc.device) && str.Current().Epoch > b.Epoch {
+	if str != nil && str.Current() != nil && (str.Kind == syncproto.StreamAudit || str.Current().Has(d.pc.device)) && str.Current().Epoch > b.Epoch {
 		return 1, nil // a newer epoch of ours exists: re-seal under it
 	}
 	// This device was removed from the stream and the relay no longer
@@ -588,11 +601,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	}
 	n := 0
 	if b.Author != d.pc.device {
-		key, err := d.epochKey(stream, b.Epoch)
-		if err != nil {
-			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
-		}
-		deltas, err := syncproto.OpenBatch(b, key, author.SignPub)
+		deltas, err := d.openPulled(stream, b, author)
 		if err != nil {
 			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
 		}
@@ -672,6 +681,11 @@ func (d *Device) acceptAuthor(stream syncproto.StreamID, b *syncproto.Batch, h s
 }
 
 func (d *Device) advanceCursor(stream syncproto.StreamID, p transport.Pulled) error {
+	if str := d.chain.State().Streams[stream]; str != nil && str.Kind == syncproto.StreamAudit {
+		if err := d.linkAudit(p); err != nil {
+			return err
+		}
+	}
 	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_cursor (stream, seq) VALUES (?, ?)`, stream[:], int64(p.Seq)); err != nil {
 		return err
 	}

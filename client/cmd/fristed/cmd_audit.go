@@ -11,6 +11,36 @@ import (
 
 func init() {
 	register(&command{
+		name:    "audit verify",
+		summary: "check the audit log end to end and name the first bad entry (coordinator)",
+		usage:   "",
+		help: `Fetches the whole audit log from the relay and checks every entry in
+order: the relay's signed receipt, the author laptop's signature and its own
+numbering, that the entry opens where this laptop is a recipient, and the
+log's hash links against this laptop's own copy and against every signed
+audit checkpoint in the admin chain (which the relay and every laptop
+hold). Prints one line and exits 0 when the log is intact; otherwise exits
+non-zero naming the first bad entry - its position, who recorded it and
+when - and what is wrong: edited, missing, out of order, or newest entries
+deleted.`,
+		run: func(e *env, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			return e.withDevice(func(d *client.Device) error {
+				rep, err := d.AuditVerify(e.ctx)
+				if err != nil {
+					return err
+				}
+				if rep.Problem != nil {
+					return rep.Problem
+				}
+				fmt.Fprintln(e.stdout, rep.Summary())
+				return nil
+			})
+		},
+	})
+	register(&command{
 		name:    "audit show",
 		summary: "who did what, when: admin acts, relay facts and reveals (coordinator)",
 		usage:   "[--resident R] [--since YYYY-MM-DD|RFC3339] [--json]",

@@ -1,0 +1,238 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+	"github.com/stretchr/testify/require"
+)
+
+// drillAuditTampering: access events from two worker laptops and the
+// coordinator reach the audit log, sealed to the coordinator laptop only;
+// `audit verify` passes on the intact log, and after any single entry is
+// edited, deleted (the newest too) or moved in the relay's database -
+// each case undone before the next - it fails naming that entry and what
+// is wrong. A worker laptop cannot open any entry, its own included.
+func drillAuditTampering(t *testing.T, bins drillBins) {
+	o := newDrillOrg(t, bins, nil)
+	o.must(o.coord, "worker", "add", "Kari Nordmann")
+	o.must(o.coord, "worker", "add", "Ola Hansen")
+	k1, b1 := o.home("k1"), o.home("b1")
+	k1ID := o.enrol(o.coord, k1, "kari-laptop", "Kari Nordmann")
+	b1ID := o.enrol(o.coord, b1, "ola-laptop", "Ola Hansen")
+	o.residentAdd("Mina")
+	o.must(o.coord, "assign", "Mina", "--worker", "Kari Nordmann")
+	o.must(o.coord, "assign", "Mina", "--worker", "Ola Hansen")
+	o.must(o.coord, "sync")
+
+	// Five entries, one per sync: k1, coordinator, b1, k1, b1.
+	for _, h := range []string{k1, o.coord, b1, k1, b1} {
+		o.must(h, "sync")
+		o.must(h, "resident", "show", "Mina", "--reveal")
+		o.must(h, "sync")
+	}
+	o.must(o.coord, "sync") // links the last entries and signs a checkpoint
+
+	so := o.must(o.coord, "audit", "verify")
+	require.Regexp(t, `^audit log intact: 5 entries \(5 access events readable here\), relay and this laptop agree; signed checkpoint at chain position \d+ covers entries 1-5\n$`, so)
+	shown := o.must(o.coord, "audit", "show", "--resident", "Mina")
+	require.Equal(t, 5, strings.Count(shown, "revealed the sealed fields"), "audit show:\n%s", shown)
+	for _, who := range []string{"Kari Nordmann (kari-laptop)", "Ola Hansen (ola-laptop)"} {
+		require.Contains(t, shown, who+" revealed the sealed fields")
+	}
+
+	// The audit stream is keyed to the coordinator laptop alone.
+	st := o.chain().State()
+	audit, ok := drillStreamOfKind(st, syncproto.StreamAudit)
+	require.True(t, ok)
+	cur := st.Streams[audit].Current()
+	require.Equal(t, st.ActiveCoordinators(), cur.Devices, "audit epoch devices")
+	var entries []drillBatch
+	for _, b := range o.batches() {
+		if b.Stream == audit {
+			entries = append(entries, b)
+		}
+	}
+	require.Len(t, entries, 5)
+
+	// A worker laptop cannot read the log: the relay refuses its pull, it
+	// holds no audit key, and with everything on it - epoch keys and its
+	// age identity - no entry opens, not its own, not the other worker's.
+	for _, h := range []string{k1, b1} {
+		o.with(h, func(d *Device) {
+			keys := drillEpochKeys(t, d)
+			require.NotContains(t, keys, audit, "%s holds an audit key", filepath.Base(h))
+			for _, e := range entries {
+				for _, sd := range e.Batch.Deltas {
+					_, opened := drillOpenDelta(e.Batch, sd, keys)
+					require.False(t, opened, "%s opened audit entry %d with an epoch key", filepath.Base(h), e.Seq)
+				}
+				_, err := syncproto.OpenAuditBatch(e.Batch, d.kf.Box, st.Devices[e.Batch.Author].SignPub)
+				require.ErrorIs(t, err, fcrypto.ErrNoIdentityMatch, "%s opening audit entry %d by %s", filepath.Base(h), e.Seq, e.Batch.Author)
+			}
+			c, err := d.client()
+			require.NoError(t, err)
+			_, _, err = c.PullBatches(context.Background(), audit, 0, 10, 0)
+			var we *syncproto.Error
+			require.ErrorAs(t, err, &we, "worker pull of the audit stream")
+			require.Equal(t, syncproto.CodeNotAssigned, we.Code)
+		})
+	}
+	authors := map[syncproto.DeviceID]bool{}
+	for _, e := range entries {
+		authors[e.Batch.Author] = true
+	}
+	require.True(t, authors[k1ID] && authors[b1ID], "entries by both workers")
+
+	// A worker laptop may not run the check either.
+	require.Contains(t, o.fail(k1, "audit", "verify"), "coordinator")
+
+	tamper := func(name, wantRE string, do, undo func(db *sql.DB)) {
+		t.Helper()
+		db := o.relayWriteDB()
+		do(db)
+		line := o.fail(o.coord, "audit", "verify")
+		undo(db)
+		require.NoError(t, db.Close())
+		require.Regexp(t, regexp.MustCompile(wantRE), line, "%s", name)
+		t.Logf("%s: %s", name, line)
+		o.must(o.coord, "audit", "verify") // undone: intact again
+	}
+	rawOf := func(db *sql.DB, seq int) []byte {
+		var raw []byte
+		require.NoError(t, db.QueryRow(`SELECT raw FROM batches WHERE stream = ? AND seq = ?`, audit[:], seq).Scan(&raw))
+		return raw
+	}
+	exec := func(db *sql.DB, q string, args ...any) {
+		t.Helper()
+		res, err := db.Exec(q, args...)
+		require.NoError(t, err, q)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		require.Positive(t, n, "%s changed nothing", q)
+	}
+	who := map[int]string{1: "Kari Nordmann", 2: "coordinator", 3: "Ola Hansen", 4: "Kari Nordmann", 5: "Ola Hansen"}
+	entry := func(seq int, kind string) string {
+		return `^fristed: error: audit log damaged: entry ` + string(rune('0'+seq)) + ` \(recorded by ` + who[seq] +
+			`[^)]*\)? at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): ` + kind + `: `
+	}
+
+	for seq := 1; seq <= 5; seq++ {
+		// A byte of the ciphertext.
+		var orig []byte
+		tamper("edit ciphertext", entry(seq, "edited"), func(db *sql.DB) {
+			orig = rawOf(db, seq)
+			bad := append([]byte(nil), orig...)
+			bad[len(bad)-20] ^= 0x01
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, bad, audit[:], seq)
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, orig, audit[:], seq)
+		})
+		// The whole entry, deleted.
+		var row [6]any
+		kind := "missing"
+		if seq == 5 {
+			kind = "newest entries deleted"
+		}
+		tamper("delete", entry(seq, kind), func(db *sql.DB) {
+			var id, author, dids, raw []byte
+			var epoch, recv int64
+			require.NoError(t, db.QueryRow(`SELECT id, author, epoch, delta_ids, raw, received_ms FROM batches WHERE stream = ? AND seq = ?`,
+				audit[:], seq).Scan(&id, &author, &epoch, &dids, &raw, &recv))
+			row = [6]any{id, author, epoch, dids, raw, recv}
+			exec(db, `DELETE FROM batches WHERE stream = ? AND seq = ?`, audit[:], seq)
+		}, func(db *sql.DB) {
+			var tenant []byte
+			require.NoError(t, db.QueryRow(`SELECT id FROM tenants`).Scan(&tenant))
+			exec(db, `INSERT INTO batches (tenant, stream, seq, id, author, epoch, delta_ids, raw, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				tenant, audit[:], seq, row[0], row[1], row[2], row[3], row[4], row[5])
+		})
+		if seq == 5 {
+			continue
+		}
+		// Swapped with the next entry.
+		swap := func(db *sql.DB) {
+			exec(db, `UPDATE batches SET seq = -1 WHERE stream = ? AND seq = ?`, audit[:], seq)
+			exec(db, `UPDATE batches SET seq = ? WHERE stream = ? AND seq = ?`, seq, audit[:], seq+1)
+			exec(db, `UPDATE batches SET seq = ? WHERE stream = ? AND seq = -1`, seq+1, audit[:])
+		}
+		want := entry(seq, "out of order")
+		tamper("reorder", want, swap, swap)
+	}
+
+	// The newest entry and the admin statements since it (the checkpoint
+	// among them) deleted: this laptop's own chain and links still name
+	// the entry.
+	var saved [][]any
+	tamper("delete newest entry and checkpoint", entry(5, "newest entries deleted"), func(db *sql.DB) {
+		var cpPos int64 = -1
+		rows, err := db.Query(`SELECT pos, raw FROM statements ORDER BY pos`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var pos int64
+			var raw []byte
+			require.NoError(t, rows.Scan(&pos, &raw))
+			s, err := syncproto.UnmarshalStatement(raw)
+			require.NoError(t, err)
+			if _, ok := s.Body.(*syncproto.AuditCheckpoint); ok {
+				cpPos = pos
+			}
+		}
+		require.NoError(t, rows.Err())
+		rows.Close()
+		require.GreaterOrEqual(t, cpPos, int64(0))
+		rows, err = db.Query(`SELECT tenant, pos, hash, raw FROM statements WHERE pos >= ?`, cpPos)
+		require.NoError(t, err)
+		for rows.Next() {
+			var tenant, hash, raw []byte
+			var pos int64
+			require.NoError(t, rows.Scan(&tenant, &pos, &hash, &raw))
+			saved = append(saved, []any{tenant, pos, hash, raw})
+		}
+		require.NoError(t, rows.Err())
+		rows.Close()
+		exec(db, `DELETE FROM statements WHERE pos >= ?`, cpPos)
+		exec(db, `UPDATE batches SET seq = -5 WHERE stream = ? AND seq = 5`, audit[:])
+	}, func(db *sql.DB) {
+		for _, r := range saved {
+			exec(db, `INSERT INTO statements (tenant, pos, hash, raw) VALUES (?, ?, ?, ?)`, r...)
+		}
+		exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = -5`, audit[:])
+	})
+
+	// The coordinator laptop's own copy is in its encrypted replica: a
+	// changed byte there is refused before anything is read.
+	stolen := filepath.Join(o.dir, "coord-copy")
+	drillCopyDir(t, o.coord, stolen)
+	files, err := filepath.Glob(filepath.Join(stolen, vaultDir, "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		if len(b) < 200 {
+			continue
+		}
+		b[len(b)/2] ^= 0x01
+		require.NoError(t, os.WriteFile(f, b, 0o600))
+	}
+	line := o.fail(stolen, "audit", "verify")
+	require.NotContains(t, line, "intact")
+}
+
+// relayWriteDB opens the relay's database for writing, as someone with the
+// relay's disk would; the caller closes it.
+func (o *drillOrg) relayWriteDB() *sql.DB {
+	o.t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(o.data, "relay.db")+"?_busy_timeout=5000")
+	require.NoError(o.t, err)
+	db.SetMaxOpenConns(1)
+	return db
+}

@@ -1,0 +1,395 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fristed/fristed/client/transport"
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// The audit log's integrity (see syncproto/audit.go for the format).
+//
+// Order: one log order, the relay's sequence numbers of the audit
+// stream's batches. Per-author chains (each batch's counter and previous
+// hash) already exist and catch a withheld batch of one author, but not
+// the newest batches of the log as a whole, and a per-author head would
+// need one checkpoint per device; a single order gives one link that a
+// single signed checkpoint commits to. The relay cannot rewrite that order
+// unseen: every coordinator laptop keeps its own copy of the links
+// (local_audit, in its encrypted replica) and the admin chain carries the
+// signed checkpoints.
+
+// epochRecipients returns the box recipients of an epoch's devices: whom
+// an audit entry is sealed to.
+func (d *Device) epochRecipients(ep *syncproto.EpochInfo) ([]fcrypto.BoxRecipient, error) {
+	st := d.chain.State()
+	out := make([]fcrypto.BoxRecipient, 0, len(ep.Devices))
+	for _, id := range ep.Devices {
+		info := st.Devices[id]
+		if info == nil {
+			return nil, fmt.Errorf("audit log: unknown device %s in epoch %d", id, ep.Epoch)
+		}
+		r, err := fcrypto.ParseBoxRecipient(info.Box)
+		if err != nil {
+			return nil, fmt.Errorf("audit log: device %s: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// openPulled opens another device's batch: an audit batch with this
+// device's box identity if its epoch names this device (one sealed before
+// this coordinator laptop existed is verified but cannot be read), any
+// other with the epoch key.
+func (d *Device) openPulled(stream syncproto.StreamID, b *syncproto.Batch, author *syncproto.DeviceInfo) ([]*syncproto.Delta, error) {
+	str := d.chain.State().Streams[stream]
+	if str != nil && str.Kind == syncproto.StreamAudit {
+		if ep := str.Epoch(b.Epoch); ep == nil || !ep.Has(d.pc.device) {
+			return nil, b.Verify(author.SignPub)
+		}
+		return syncproto.OpenAuditBatch(b, d.kf.Box, author.SignPub)
+	}
+	key, err := d.epochKey(stream, b.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	return syncproto.OpenBatch(b, key, author.SignPub)
+}
+
+// auditLink is this device's copy of one link of the audit log.
+type auditLink struct {
+	seq     syncproto.Seq
+	batch   syncproto.Hash
+	author  syncproto.DeviceID
+	created time.Time
+	link    syncproto.Hash
+}
+
+func (d *Device) auditLinks() (map[syncproto.Seq]auditLink, syncproto.Seq, error) {
+	rows, err := d.db().Query(`SELECT seq, batch, author, created_ms, link FROM local_audit ORDER BY seq`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read audit links: %w", err)
+	}
+	defer rows.Close()
+	out := map[syncproto.Seq]auditLink{}
+	var last syncproto.Seq
+	for rows.Next() {
+		var l auditLink
+		var seq, ms int64
+		var bh, au, lk []byte
+		if err := rows.Scan(&seq, &bh, &au, &ms, &lk); err != nil {
+			return nil, 0, fmt.Errorf("read audit links: %w", err)
+		}
+		l.seq, l.created = syncproto.Seq(seq), time.UnixMilli(ms).UTC()
+		copy(l.batch[:], bh)
+		copy(l.author[:], au)
+		copy(l.link[:], lk)
+		out[l.seq] = l
+		last = l.seq
+	}
+	return out, last, rows.Err()
+}
+
+// linkAudit extends this device's copy of the audit log's links with a
+// pulled batch whose receipt was checked, and compares the link with the
+// newest signed checkpoint when it reaches it.
+func (d *Device) linkAudit(p transport.Pulled) error {
+	rc, err := syncproto.UnmarshalReceipt(p.Receipt)
+	if err != nil {
+		return fmt.Errorf("audit entry %d: receipt: %w", p.Seq, err)
+	}
+	b, err := syncproto.UnmarshalBatch(p.Raw)
+	if err != nil {
+		return fmt.Errorf("audit entry %d: %w", p.Seq, err)
+	}
+	var prev syncproto.Hash
+	if p.Seq > 1 {
+		var lk []byte
+		err := d.db().QueryRow(`SELECT link FROM local_audit WHERE seq = ?`, int64(p.Seq-1)).Scan(&lk)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: audit entry %d follows no entry %d on this laptop", ErrHistory, p.Seq, p.Seq-1)
+		}
+		if err != nil {
+			return fmt.Errorf("read audit links: %w", err)
+		}
+		copy(prev[:], lk)
+	}
+	link := syncproto.AuditLink(prev, p.Seq, rc.Batch)
+	if cp := d.chain.State().Checkpoint; cp != nil && cp.Seq == p.Seq && cp.Head != link {
+		return fmt.Errorf("%w: audit entry %d does not match the signed audit checkpoint", ErrHistory, p.Seq)
+	}
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_audit (seq, batch, author, created_ms, link) VALUES (?, ?, ?, ?, ?)`,
+		int64(p.Seq), rc.Batch[:], b.Author[:], int64(b.CreatedMS), link[:]); err != nil {
+		return fmt.Errorf("write audit link: %w", err)
+	}
+	d.dirty = true
+	return nil
+}
+
+// checkpointAudit signs a checkpoint of the audit log into the admin chain
+// when this coordinator laptop has linked entries past the newest one.
+func (d *Device) checkpointAudit(ctx context.Context) error {
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	if !ok {
+		return nil
+	}
+	links, last, err := d.auditLinks()
+	if err != nil || last == 0 {
+		return err
+	}
+	if cp := d.chain.State().Checkpoint; cp != nil && cp.Seq >= last {
+		return nil
+	}
+	_, err = d.postStatement(ctx, &syncproto.AuditCheckpoint{Stream: as, Seq: last, Head: links[last].link}, nil)
+	if err != nil && syncproto.CodeOf(err) == syncproto.CodeInvalidStatement {
+		// Another coordinator laptop may have checkpointed further
+		// meanwhile: then there is nothing to add.
+		if rerr := d.refreshChain(ctx); rerr != nil {
+			return rerr
+		}
+		if cp := d.chain.State().Checkpoint; cp != nil && cp.Seq >= last {
+			return nil
+		}
+	}
+	return err
+}
+
+// Kinds of audit log damage that AuditVerify names.
+const (
+	AuditEdited    = "edited"
+	AuditMissing   = "missing"
+	AuditReordered = "out of order"
+	AuditTruncated = "newest entries deleted"
+)
+
+// AuditProblem is the first bad entry AuditVerify found. Seq is the
+// entry's position in the log (the relay's sequence number of its batch).
+type AuditProblem struct {
+	Seq    syncproto.Seq
+	Author string    // who recorded it, where known
+	At     time.Time // when it was recorded, where known
+	Kind   string    // AuditEdited, AuditMissing, AuditReordered, AuditTruncated
+	Detail string
+}
+
+func (p *AuditProblem) Error() string {
+	if p.Seq == 0 {
+		return fmt.Sprintf("audit log damaged: %s: %s", p.Kind, p.Detail)
+	}
+	who := ""
+	switch {
+	case p.Author != "" && !p.At.IsZero():
+		who = fmt.Sprintf(" (recorded by %s at %s)", p.Author, p.At.UTC().Format("2006-01-02 15:04:05 UTC"))
+	case p.Author != "":
+		who = fmt.Sprintf(" (recorded by %s)", p.Author)
+	}
+	return fmt.Sprintf("audit log damaged: entry %d%s: %s: %s", p.Seq, who, p.Kind, p.Detail)
+}
+
+// AuditReport is what AuditVerify checked.
+type AuditReport struct {
+	Entries       int           // entries (batches) on the relay, all checked
+	Events        int           // access events this laptop could open
+	Checkpoint    syncproto.Seq // newest signed checkpoint: entries it covers
+	CheckpointPos syncproto.ChainPos
+	Problem       *AuditProblem // nil when the log is intact
+}
+
+// Summary is the one-line result for an intact log.
+func (r *AuditReport) Summary() string {
+	cp := "no signed checkpoint yet"
+	if r.Checkpoint > 0 {
+		cp = fmt.Sprintf("signed checkpoint at chain position %d covers entries 1-%d", r.CheckpointPos, r.Checkpoint)
+	}
+	return fmt.Sprintf("audit log intact: %d entries (%d access events readable here), relay and this laptop agree; %s",
+		r.Entries, r.Events, cp)
+}
+
+type auditCheckpoint struct {
+	pos  syncproto.ChainPos
+	seq  syncproto.Seq
+	head syncproto.Hash
+}
+
+// AuditVerify checks the audit log end to end: the admin chain from the
+// relay against this laptop's (fork or rollback), then every audit entry
+// the relay holds, in order - its decoding, the relay's signed receipt,
+// the author's signature and per-author chain, the entry's opening where
+// this laptop is a recipient, the log's links - against this laptop's own
+// copy of the links and against every signed checkpoint. It returns the
+// report with the first bad entry in Problem; an error means the check
+// could not be made (relay unreachable, not a coordinator).
+func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
+	if err := d.requireCoordinator(); err != nil {
+		return nil, err
+	}
+	// A relay that dropped or rewrote admin statements (checkpoints among
+	// them) is refused by refreshChain; the check goes on against this
+	// laptop's own chain, so the report can still name the first entry
+	// that went with them.
+	chainErr := d.refreshChain(ctx)
+	if chainErr != nil && !errors.Is(chainErr, syncproto.ErrRollback) && !errors.Is(chainErr, syncproto.ErrFork) {
+		return nil, chainErr
+	}
+	rep := &AuditReport{}
+	defer func() {
+		if chainErr != nil && rep.Problem == nil {
+			rep.Problem = &AuditProblem{Kind: "admin chain", Detail: chainErr.Error()}
+		}
+	}()
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	if !ok {
+		return rep, nil
+	}
+	local, localLast, err := d.auditLinks()
+	if err != nil {
+		return nil, err
+	}
+	byBatch := make(map[syncproto.Hash]syncproto.Seq, len(local))
+	for seq, l := range local {
+		byBatch[l.batch] = seq
+	}
+	var cps []auditCheckpoint
+	for pos := 0; pos < d.chain.Len(); pos++ {
+		st := d.chain.Statement(syncproto.ChainPos(pos))
+		if cp, ok := st.Body.(*syncproto.AuditCheckpoint); ok && cp.Stream == as && !d.chain.IsVoid(st.Pos) {
+			cps = append(cps, auditCheckpoint{pos: st.Pos, seq: cp.Seq, head: cp.Head})
+		}
+	}
+	if n := len(cps); n > 0 {
+		rep.Checkpoint, rep.CheckpointPos = cps[n-1].seq, cps[n-1].pos
+	}
+	c, err := d.client()
+	if err != nil {
+		return nil, err
+	}
+	var pulled []transport.Pulled
+	for after := syncproto.Seq(0); ; {
+		page, _, err := c.PullBatches(ctx, as, after, pullPage, 0)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		pulled = append(pulled, page...)
+		after = page[len(page)-1].Seq
+	}
+	rep.Entries = len(pulled)
+
+	st := d.chain.State()
+	str := st.Streams[as]
+	fromLocal := func(seq syncproto.Seq, kind, detail string, args ...any) *AuditProblem {
+		p := &AuditProblem{Seq: seq, Kind: kind, Detail: fmt.Sprintf(detail, args...)}
+		if l, ok := local[seq]; ok {
+			p.Author, p.At = d.deviceLabel(l.author.String()), l.created
+		}
+		return p
+	}
+	type authorHead struct {
+		n uint64
+		h syncproto.Hash
+	}
+	authors := map[syncproto.DeviceID]authorHead{}
+	var link syncproto.Hash
+	expect := syncproto.Seq(1)
+	for _, p := range pulled {
+		if p.Seq > expect {
+			rep.Problem = fromLocal(expect, AuditMissing, "the relay has no entry %d (its next is %d)", expect, p.Seq)
+			return rep, nil
+		}
+		if p.Seq < expect {
+			rep.Problem = fromLocal(p.Seq, AuditReordered, "the relay returned entry %d again after entry %d", p.Seq, expect-1)
+			return rep, nil
+		}
+		b, err := syncproto.UnmarshalBatch(p.Raw)
+		if err != nil {
+			rep.Problem = fromLocal(p.Seq, AuditEdited, "its bytes no longer decode (%v)", err)
+			return rep, nil
+		}
+		h, _ := b.Hash()
+		bad := func(kind, detail string, args ...any) *AuditProblem {
+			pr := &AuditProblem{Seq: p.Seq, Kind: kind, Detail: fmt.Sprintf(detail, args...),
+				Author: d.deviceLabel(b.Author.String()), At: time.UnixMilli(int64(b.CreatedMS)).UTC()}
+			if l, ok := local[p.Seq]; ok {
+				// This laptop's copy says who recorded the entry that
+				// belongs here, whatever the relay now shows.
+				pr.Author, pr.At = d.deviceLabel(l.author.String()), l.created
+			}
+			return pr
+		}
+		if other, ok := byBatch[h]; ok && other != p.Seq {
+			rep.Problem = bad(AuditReordered, "the relay shows here the entry that was number %d", other)
+			return rep, nil
+		}
+		rc, err := syncproto.UnmarshalReceipt(p.Receipt)
+		if err != nil || rc.Verify(d.pc.relayKey) != nil || rc.Stream != as || b.Stream != as || b.Tenant != d.pc.tenant {
+			rep.Problem = bad(AuditEdited, "the relay's signed receipt does not verify")
+			return rep, nil
+		}
+		if rc.Seq != p.Seq {
+			rep.Problem = bad(AuditReordered, "the relay signed it as entry %d", rc.Seq)
+			return rep, nil
+		}
+		if rc.Batch != h {
+			rep.Problem = bad(AuditEdited, "it does not match the batch the relay signed a receipt for")
+			return rep, nil
+		}
+		if l, ok := local[p.Seq]; ok && l.batch != h {
+			rep.Problem = bad(AuditEdited, "it differs from this laptop's copy")
+			return rep, nil
+		}
+		author := st.Devices[b.Author]
+		if author == nil {
+			rep.Problem = bad(AuditEdited, "its author is not a device of this org")
+			return rep, nil
+		}
+		if err := b.Verify(author.SignPub); err != nil {
+			rep.Problem = bad(AuditEdited, "the author's signature does not verify")
+			return rep, nil
+		}
+		ah := authors[b.Author]
+		switch {
+		case b.Counter <= ah.n:
+			rep.Problem = bad(AuditReordered, "it is the author's entry %d, after its entry %d", b.Counter, ah.n)
+			return rep, nil
+		case b.Counter != ah.n+1 || b.Prev != ah.h:
+			rep.Problem = bad(AuditMissing, "the author's entry %d before it is missing", ah.n+1)
+			return rep, nil
+		}
+		authors[b.Author] = authorHead{b.Counter, h}
+		if ep := str.Epoch(b.Epoch); ep != nil && ep.Has(d.pc.device) {
+			deltas, err := syncproto.OpenAuditBatch(b, d.kf.Box, author.SignPub)
+			if err != nil {
+				rep.Problem = bad(AuditEdited, "it does not open (%v)", err)
+				return rep, nil
+			}
+			rep.Events += len(deltas)
+		}
+		link = syncproto.AuditLink(link, p.Seq, h)
+		for _, cp := range cps {
+			if cp.seq == p.Seq && cp.head != link {
+				rep.Problem = bad(AuditEdited, "the log up to it does not match the checkpoint signed at chain position %d", cp.pos)
+				return rep, nil
+			}
+		}
+		expect++
+	}
+	last := expect - 1
+	if localLast > last {
+		rep.Problem = fromLocal(last+1, AuditTruncated, "this laptop saw %d entries, the relay now has %d", localLast, last)
+		return rep, nil
+	}
+	if rep.Checkpoint > last {
+		rep.Problem = fromLocal(last+1, AuditTruncated, "the checkpoint signed at chain position %d covers %d entries, the relay now has %d",
+			rep.CheckpointPos, rep.Checkpoint, last)
+		return rep, nil
+	}
+	return rep, nil
+}
