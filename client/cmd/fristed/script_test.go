@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -34,6 +35,9 @@ import (
 //	json eq PATH VALUE       every value at PATH is VALUE (strings as is,
 //	                         anything else as JSON)
 //	json in PATH VALUE       some value at PATH is VALUE
+//	relaysql STATEMENT       run an SQL statement on the relay's database,
+//	                         as someone with its disk would; it must
+//	                         change at least one row
 //
 // A PATH is "." or a chain of .name and [index] steps; [*] means every
 // element, e.g. `json keys .log[*] id category minutes text author at`.
@@ -57,6 +61,7 @@ func TestScripts(t *testing.T) {
 			"setlast":   cmdSetLast,
 			"setstderr": cmdSetStderr,
 			"errline":   cmdErrLine,
+			"relaysql":  cmdRelaySQL,
 			"json":      cmdJSON,
 		},
 	})
@@ -332,4 +337,21 @@ func jsonCheck(op string, v any, args []string) (bool, error) {
 		return string(b) == args[0], nil
 	}
 	return false, fmt.Errorf("unknown check %q", op)
+}
+
+func cmdRelaySQL(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: relaysql STATEMENT")
+	}
+	r := ts.Value(scriptRelayKey{}).(*scriptRelay)
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(r.data, "relay.db")+"?_busy_timeout=5000")
+	ts.Check(err)
+	defer db.Close()
+	res, err := db.Exec(args[0])
+	ts.Check(err)
+	n, err := res.RowsAffected()
+	ts.Check(err)
+	if n == 0 {
+		ts.Fatalf("relaysql: %s changed no row", args[0])
+	}
 }
