@@ -191,9 +191,7 @@ func SealTo(plaintext []byte, recipients ...BoxRecipient) ([]byte, error) {
 		}
 		rs[i] = r.Recipient()
 	}
-	body := make([]byte, Padme(uint64(4+len(plaintext))))
-	binary.BigEndian.PutUint32(body, uint32(len(plaintext)))
-	copy(body[4:], plaintext)
+	body := padBody(plaintext)
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, rs...)
 	if err != nil {
@@ -223,6 +221,20 @@ func OpenWith(sealed []byte, id *BoxIdentity) ([]byte, error) {
 	if err != nil {
 		return nil, ageError("open", err)
 	}
+	return unpadBody(body)
+}
+
+// padBody is the plaintext SealTo encrypts: a 4-byte big-endian length,
+// the message, zeros up to the Padme length (the layout Seal uses).
+func padBody(plaintext []byte) []byte {
+	body := make([]byte, Padme(uint64(4+len(plaintext))))
+	binary.BigEndian.PutUint32(body, uint32(len(plaintext)))
+	copy(body[4:], plaintext)
+	return body
+}
+
+// unpadBody reverses padBody and accepts only its exact output.
+func unpadBody(body []byte) ([]byte, error) {
 	if len(body) < 4 {
 		return nil, ErrSealPadding
 	}

@@ -304,3 +304,32 @@ func FuzzParseRecipient(f *testing.F) {
 		_ = RecipientFingerprint(s)
 	})
 }
+
+// FuzzOpenWith: OpenWith never panics and returns nothing with an error;
+// the padded body it decrypts is accepted only in padBody's exact form.
+func FuzzOpenWith(f *testing.F) {
+	v := successVector(f, "key wrap")
+	id, err := ParseBoxIdentity(v.header(f, "identity"))
+	require.NoError(f, err)
+	seeds := inputs(f, "key wrap")
+	for _, m := range []string{"", "r", "revealed the sealed fields"} {
+		seeds = append(seeds, padBody([]byte(m)))
+	}
+	addSeeds(f, seeds...)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msg, err := OpenWith(data, id)
+		if err != nil && msg != nil {
+			t.Fatalf("got %d bytes with error %v", len(msg), err)
+		}
+		msg, err = unpadBody(data)
+		if err != nil {
+			if msg != nil || !errors.Is(err, ErrSealPadding) {
+				t.Fatalf("got (%d bytes, %v), want (nil, %v)", len(msg), err, ErrSealPadding)
+			}
+			return
+		}
+		if !bytes.Equal(padBody(msg), data) {
+			t.Fatalf("got a padded body accepted that is not canonical")
+		}
+	})
+}
