@@ -94,16 +94,17 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	// A worker laptop may not run the check either.
 	require.Contains(t, o.fail(k1, "audit", "verify"), "coordinator")
 
+	verifier := o.coord
 	tamper := func(name, wantRE string, do, undo func(db *sql.DB)) {
 		t.Helper()
 		db := o.relayWriteDB()
 		do(db)
-		line := o.fail(o.coord, "audit", "verify")
+		line := o.fail(verifier, "audit", "verify")
 		undo(db)
 		require.NoError(t, db.Close())
 		require.Regexp(t, regexp.MustCompile(wantRE), line, "%s", name)
 		t.Logf("%s: %s", name, line)
-		o.must(o.coord, "audit", "verify") // undone: intact again
+		o.must(verifier, "audit", "verify") // undone: intact again
 	}
 	rawOf := func(db *sql.DB, seq int) []byte {
 		var raw []byte
@@ -134,6 +135,33 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, bad, audit[:], seq)
 		}, func(db *sql.DB) {
 			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, orig, audit[:], seq)
+		})
+		// A byte of the author-signed header (its time), then the same
+		// with the relay's batch id made to match.
+		tamper("edit header", entry(seq, "edited"), func(db *sql.DB) {
+			orig = rawOf(db, seq)
+			b, err := syncproto.UnmarshalBatch(orig)
+			require.NoError(t, err)
+			b.CreatedMS ^= 1
+			bad, err := b.Marshal()
+			require.NoError(t, err)
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, bad, audit[:], seq)
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, orig, audit[:], seq)
+		})
+		var origID []byte
+		tamper("edit header and batch id", entry(seq, "edited"), func(db *sql.DB) {
+			require.NoError(t, db.QueryRow(`SELECT raw, id FROM batches WHERE stream = ? AND seq = ?`, audit[:], seq).Scan(&orig, &origID))
+			b, err := syncproto.UnmarshalBatch(orig)
+			require.NoError(t, err)
+			b.CreatedMS ^= 1
+			bad, err := b.Marshal()
+			require.NoError(t, err)
+			h, err := b.Hash()
+			require.NoError(t, err)
+			exec(db, `UPDATE batches SET raw = ?, id = ? WHERE stream = ? AND seq = ?`, bad, h[:], audit[:], seq)
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET raw = ?, id = ? WHERE stream = ? AND seq = ?`, orig, origID, audit[:], seq)
 		})
 		// The whole entry, deleted.
 		var row [6]any
@@ -206,6 +234,50 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 		}
 		exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = -5`, audit[:])
 	})
+
+	// A second coordinator laptop, enrolled after the entries were
+	// written: it checks them all but opens none (they were sealed before
+	// it existed). Without a copy of its own, it names the entries a
+	// failing checkpoint covers beyond the last one that held.
+	c2 := o.home("c2")
+	o.enrol(o.coord, c2, "coord-2", "")
+	o.must(c2, "sync")
+	require.Regexp(t, `^audit log intact: 5 entries \(0 access events readable here\)`, o.must(c2, "audit", "verify"))
+	o.with(c2, func(d *Device) {
+		_, err := d.db().Exec(`DELETE FROM local_audit`)
+		require.NoError(t, err)
+		d.dirty = true
+	})
+	verifier = c2
+	var cps []syncproto.Seq
+	for _, raw := range o.chainRaws() {
+		s, err := syncproto.UnmarshalStatement(raw)
+		require.NoError(t, err)
+		if cp, ok := s.Body.(*syncproto.AuditCheckpoint); ok {
+			cps = append(cps, cp.Seq)
+		}
+	}
+	require.Equal(t, []syncproto.Seq{1, 2, 5}, cps, "checkpoints signed by the coordinator's syncs")
+	for _, tc := range []struct {
+		seq  int
+		want string
+	}{
+		{2, `: entry 2: edited: it does not match the checkpoint signed at chain position \d+$`},
+		{3, `: entry 3: edited: entries 3 to 5 do not match the checkpoint signed at chain position \d+: one of them`},
+	} {
+		swap := func(db *sql.DB) {
+			exec(db, `UPDATE batches SET seq = -1 WHERE stream = ? AND seq = ?`, audit[:], tc.seq)
+			exec(db, `UPDATE batches SET seq = ? WHERE stream = ? AND seq = ?`, tc.seq, audit[:], tc.seq+1)
+			exec(db, `UPDATE batches SET seq = ? WHERE stream = ? AND seq = -1`, tc.seq+1, audit[:])
+		}
+		tamper("reorder, no copy of its own", tc.want, swap, swap)
+	}
+	tamper("delete newest, no copy of its own", `: entry 5: newest entries deleted: the checkpoint signed at chain position \d+ covers 5 entries, the relay now has 4`,
+		func(db *sql.DB) {
+			exec(db, `UPDATE batches SET seq = -5 WHERE stream = ? AND seq = 5`, audit[:])
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = -5`, audit[:])
+		})
 
 	// The coordinator laptop's own copy is in its encrypted replica: a
 	// changed byte there is refused before anything is read.

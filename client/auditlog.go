@@ -298,6 +298,7 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 	}
 	authors := map[syncproto.DeviceID]authorHead{}
 	var link syncproto.Hash
+	var goodUpTo syncproto.Seq // the newest checkpoint that held
 	expect := syncproto.Seq(1)
 	for _, p := range pulled {
 		if p.Seq > expect {
@@ -374,10 +375,24 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 		}
 		link = syncproto.AuditLink(link, p.Seq, h)
 		for _, cp := range cps {
-			if cp.seq == p.Seq && cp.head != link {
-				rep.Problem = bad(AuditEdited, "the log up to it does not match the checkpoint signed at chain position %d", cp.pos)
+			if cp.seq != p.Seq {
+				continue
+			}
+			if cp.head != link {
+				// Without a copy of its own for these entries (a laptop
+				// that became coordinator later), this laptop can only
+				// say which entries the failed checkpoint covers beyond
+				// the last one that held.
+				if goodUpTo+1 == p.Seq {
+					rep.Problem = fromLocal(p.Seq, AuditEdited, "it does not match the checkpoint signed at chain position %d", cp.pos)
+				} else {
+					rep.Problem = fromLocal(goodUpTo+1, AuditEdited,
+						"entries %d to %d do not match the checkpoint signed at chain position %d: one of them was edited, removed or moved",
+						goodUpTo+1, p.Seq, cp.pos)
+				}
 				return rep, nil
 			}
+			goodUpTo = p.Seq
 		}
 		expect++
 	}

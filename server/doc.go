@@ -135,7 +135,11 @@
 //	     newest epoch), 409 unknown_epoch, 403 device_revoked. The
 //	     superseded-epoch exception applies: a device removed from the
 //	     stream may still deliver batches written under a chain head
-//	     older than the epoch that removed it. A delta id already in the
+//	     older than the epoch that removed it. An audit stream is
+//	     append-only for every active device of the tenant, in or out of
+//	     its epoch (each entry is sealed to the epoch's devices, the
+//	     coordinators), under the current epoch only: no exception
+//	     there. A delta id already in the
 //	     stream is 409 conflict. Sending an accepted batch again returns
 //	     its first seq and the same receipt bytes, even if the chain has
 //	     moved on since.
@@ -143,7 +147,8 @@
 //	     200 {"batches": [{"seq": N, "raw": b64, "receipt": b64}], "head": N}
 //	     Batches with seq > after, in order, at most limit (default 100,
 //	     at most 1000) and about 16 MiB. The device must be in the
-//	     stream's current epoch (403 not_assigned). 410 pruned if after is
+//	     stream's current epoch (403 not_assigned: so only coordinators
+//	     read the audit stream). 410 pruned if after is
 //	     below the pruned point: start from the snapshot. With wait=S
 //	     (capped at 60) and nothing new, it waits up to S seconds and
 //	     answers as soon as a batch lands (through any relay process
