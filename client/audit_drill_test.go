@@ -279,6 +279,22 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 			exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = -5`, audit[:])
 		})
 
+	// A laptop without the first links keeps syncing, keeps no copy and
+	// signs no checkpoint; one that has them signs the next.
+	o.must(k1, "resident", "show", "Mina", "--reveal")
+	o.must(k1, "sync")
+	o.must(c2, "sync")
+	o.with(c2, func(d *Device) {
+		links, last, err := d.auditLinks()
+		require.NoError(t, err)
+		require.Empty(t, links, "links kept without the first entries")
+		require.Zero(t, last)
+	})
+	require.Equal(t, syncproto.Seq(5), o.chain().State().Checkpoint.Seq)
+	o.must(o.coord, "sync")
+	require.Equal(t, syncproto.Seq(6), o.chain().State().Checkpoint.Seq)
+	require.Regexp(t, `^audit log intact: 6 entries \(1 access events readable here\)`, o.must(c2, "audit", "verify"))
+
 	// The coordinator laptop's own copy is in its encrypted replica: a
 	// changed byte there is refused before anything is read.
 	stolen := filepath.Join(o.dir, "coord-copy")

@@ -113,7 +113,10 @@ func (d *Device) linkAudit(p transport.Pulled) error {
 		var lk []byte
 		err := d.db().QueryRow(`SELECT link FROM local_audit WHERE seq = ?`, int64(p.Seq-1)).Scan(&lk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: audit entry %d follows no entry %d on this laptop", ErrHistory, p.Seq, p.Seq-1)
+			// This laptop did not link the entries before (it started
+			// the stream past them): it keeps no copy of the log and
+			// leaves checkpoints to the coordinator laptops that do.
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read audit links: %w", err)
@@ -140,8 +143,8 @@ func (d *Device) checkpointAudit(ctx context.Context) error {
 		return nil
 	}
 	links, last, err := d.auditLinks()
-	if err != nil || last == 0 {
-		return err
+	if err != nil || last == 0 || len(links) != int(last) {
+		return err // nothing linked, or not from the first entry on
 	}
 	if cp := d.chain.State().Checkpoint; cp != nil && cp.Seq >= last {
 		return nil
