@@ -179,3 +179,42 @@ func BenchmarkEnvelope(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSealTo measures sealing one audit entry (a reveal's delta is
+// about 200 bytes) to the coordinator laptops' hybrid recipients, and
+// opening it on one of them; bytes/entry is the sealed size.
+//
+//	go test ./crypto -run '^$' -bench 'BenchmarkSealTo' -benchtime 200x
+func BenchmarkSealTo(b *testing.B) {
+	msg := make([]byte, 200)
+	for _, n := range []int{1, 3} {
+		var rs []BoxRecipient
+		var first *BoxIdentity
+		for i := range n {
+			id, err := GenerateBoxIdentity()
+			require.NoError(b, err)
+			if i == 0 {
+				first = id
+			}
+			rs = append(rs, id.Recipient())
+		}
+		b.Run(fmt.Sprintf("seal/coordinators=%d", n), func(b *testing.B) {
+			var size int
+			for b.Loop() {
+				s, err := SealTo(msg, rs...)
+				require.NoError(b, err)
+				size = len(s)
+			}
+			b.ReportMetric(float64(size), "bytes/entry")
+		})
+		sealed, err := SealTo(msg, rs...)
+		require.NoError(b, err)
+		b.Run(fmt.Sprintf("open/coordinators=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := OpenWith(sealed, first); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
