@@ -295,6 +295,38 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	require.Equal(t, syncproto.Seq(6), o.chain().State().Checkpoint.Seq)
 	require.Regexp(t, `^audit log intact: 6 entries \(1 access events readable here\)`, o.must(c2, "audit", "verify"))
 
+	// A laptop pulling the log (here c2, from the start again) stops at an
+	// entry whose link disagrees with the newest signed checkpoint.
+	o.with(c2, func(d *Device) {
+		for _, q := range []string{`DELETE FROM local_cursor WHERE stream = ?`, `DELETE FROM local_authors WHERE stream = ?`,
+			`DELETE FROM local_receipts WHERE stream = ?`} {
+			_, err := d.db().Exec(q, audit[:])
+			require.NoError(t, err)
+		}
+		d.dirty = true
+	})
+	db := o.relayWriteDB()
+	swap56 := func() {
+		exec(db, `UPDATE batches SET seq = -1 WHERE stream = ? AND seq = 5`, audit[:])
+		exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = 6`, audit[:])
+		exec(db, `UPDATE batches SET seq = 6 WHERE stream = ? AND seq = -1`, audit[:])
+	}
+	swap56()
+	_, se, code := o.run(c2, "", "sync")
+	swap56()
+	require.NoError(t, db.Close())
+	require.NotEqual(t, 0, code, "sync over a reordered audit log")
+	require.Contains(t, se, "audit entry 6 does not match the signed audit checkpoint")
+	// c2 keeps what the relay showed it (and the relay's receipts for
+	// it): once the relay shows the right order again, c2's copy differs
+	// at entry 5, and it says so.
+	line := o.fail(c2, "audit", "verify")
+	require.Regexp(t, `: entry 5 \(recorded by Kari Nordmann \(kari-laptop\) at [^)]*\): edited: it differs from this laptop's copy$`, line)
+	_, se, code = o.run(c2, "", "sync")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, se, "audit entry 6 does not match the signed audit checkpoint")
+	o.must(o.coord, "audit", "verify")
+
 	// The coordinator laptop's own copy is in its encrypted replica: a
 	// changed byte there is refused before anything is read.
 	stolen := filepath.Join(o.dir, "coord-copy")
@@ -311,7 +343,7 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 		b[len(b)/2] ^= 0x01
 		require.NoError(t, os.WriteFile(f, b, 0o600))
 	}
-	line := o.fail(stolen, "audit", "verify")
+	line = o.fail(stolen, "audit", "verify")
 	require.NotContains(t, line, "intact")
 }
 
