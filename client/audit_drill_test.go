@@ -279,6 +279,26 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 			exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = -5`, audit[:])
 		})
 
+	// An entry deleted and the later ones renumbered to close the gap:
+	// the relay signs receipts for the new numbers, but the author's own
+	// numbering shows its earlier entry is gone.
+	var saved3 []any
+	tamper("delete and renumber, no copy of its own", `: entry 4 \(recorded by Ola Hansen \(ola-laptop\) at [^)]*\): missing: the author's entry 1 before it is missing$`,
+		func(db *sql.DB) {
+			var tenant, id, author, dids, raw []byte
+			var epoch, recv int64
+			require.NoError(t, db.QueryRow(`SELECT tenant, id, author, epoch, delta_ids, raw, received_ms FROM batches WHERE stream = ? AND seq = 3`,
+				audit[:]).Scan(&tenant, &id, &author, &epoch, &dids, &raw, &recv))
+			saved3 = []any{tenant, audit[:], 3, id, author, epoch, dids, raw, recv}
+			exec(db, `DELETE FROM batches WHERE stream = ? AND seq = 3`, audit[:])
+			exec(db, `UPDATE batches SET seq = 3 WHERE stream = ? AND seq = 4`, audit[:])
+			exec(db, `UPDATE batches SET seq = 4 WHERE stream = ? AND seq = 5`, audit[:])
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET seq = 5 WHERE stream = ? AND seq = 4`, audit[:])
+			exec(db, `UPDATE batches SET seq = 4 WHERE stream = ? AND seq = 3`, audit[:])
+			exec(db, `INSERT INTO batches (tenant, stream, seq, id, author, epoch, delta_ids, raw, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, saved3...)
+		})
+
 	// A laptop without the first links keeps syncing, keeps no copy and
 	// signs no checkpoint; one that has them signs the next.
 	o.must(k1, "resident", "show", "Mina", "--reveal")
