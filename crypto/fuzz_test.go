@@ -308,10 +308,10 @@ func FuzzParseRecipient(f *testing.F) {
 // FuzzOpenWith: OpenWith never panics and returns nothing with an error;
 // the padded body it decrypts is accepted only in padBody's exact form.
 func FuzzOpenWith(f *testing.F) {
-	v := successVector(f, "key wrap")
+	v := successVector(f, "sealed to")
 	id, err := ParseBoxIdentity(v.header(f, "identity"))
 	require.NoError(f, err)
-	seeds := inputs(f, "key wrap")
+	seeds := inputs(f, "sealed to")
 	for _, m := range []string{"", "r", "revealed the sealed fields"} {
 		seeds = append(seeds, padBody([]byte(m)))
 	}

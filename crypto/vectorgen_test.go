@@ -42,6 +42,7 @@ func generateVectors(t *testing.T) []*vector {
 	g.enrolmentCodes()
 	g.fingerprints()
 	g.envelopes()
+	g.sealedTos()
 	names := map[string]bool{}
 	for _, v := range g.vs {
 		require.False(t, names[v.name], "vector name %s repeated", v.name)
@@ -374,6 +375,64 @@ func (g *vectorGen) keyWraps() {
 			comments = append(comments, c.comment)
 		}
 		g.add(c.name, "key wrap", c.expect, c.h, nil, c.input, comments...)
+	}
+}
+
+// sealedTos: SealTo's files, audit entries for the coordinator laptops.
+// The padded body is laid out by hand here, independently of padBody.
+func (g *vectorGen) sealedTos() {
+	t := g.t
+	coord := testBoxIdentity(t, "coordinator")
+	hdr := map[string]string{"identity": coord.Marshal()}
+	body := func(msg []byte, padTo int) []byte {
+		b := make([]byte, padTo)
+		binary.BigEndian.PutUint32(b, uint32(len(msg)))
+		copy(b[4:], msg)
+		return b
+	}
+	raw := func(b []byte) []byte {
+		out, err := ageEncrypt(b, coord.Recipient().Recipient())
+		require.NoError(t, err)
+		return out
+	}
+	msg := []byte("revealed the sealed fields of s_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+	one, err := SealTo(msg, coord.Recipient())
+	require.NoError(t, err)
+	three, err := SealTo(msg, testBoxIdentity(t, "coordinator 1").Recipient(), testBoxIdentity(t, "coordinator 2").Recipient(), coord.Recipient())
+	require.NoError(t, err)
+	empty, err := SealTo(nil, coord.Recipient())
+	require.NoError(t, err)
+	g.add("sealed-to-one", "sealed to", "success", hdr, msg, one)
+	g.add("sealed-to-three", "sealed to", "success", hdr, msg, three, "the identity's stanza is the third of three")
+	g.add("sealed-to-empty", "sealed to", "success", hdr, nil, empty)
+	// 4 + 58 = 62 bytes pad to 64 (Padme).
+	require.Len(t, msg, 58)
+	g.add("sealed-to-hand-padded", "sealed to", "success", hdr, msg, raw(body(msg, 64)), "the padded body laid out by hand")
+	for _, c := range []struct {
+		name, expect string
+		input        []byte
+		comment      string
+	}{
+		{"sealed-to-wrong-identity", "no identity match", three[:0:0], ""},
+		{"sealed-to-short-padding", "malformed padding", raw(body(msg, 62)), "no padding where Padme wants 2 bytes"},
+		{"sealed-to-long-padding", "malformed padding", raw(body(msg, 68)), "more padding than Padme gives"},
+		{"sealed-to-nonzero-padding", "malformed padding", raw(append(body(msg, 63), 1)), "a padding byte that is not zero"},
+		{"sealed-to-length-past-end", "malformed padding", raw([]byte{0, 0, 1, 0, 'x'}), "a length beyond the body"},
+		{"sealed-to-no-length", "malformed padding", raw([]byte{0, 0}), "shorter than the length prefix"},
+		{"sealed-to-flip-payload", "malformed", flipBit(one, len(one)-20, 0x01), ""},
+		{"sealed-to-truncated", "malformed", one[:len(one)-1], ""},
+	} {
+		in := c.input
+		h := hdr
+		if c.name == "sealed-to-wrong-identity" {
+			in = one
+			h = map[string]string{"identity": testBoxIdentity(t, "worker").Marshal()}
+		}
+		var comments []string
+		if c.comment != "" {
+			comments = append(comments, c.comment)
+		}
+		g.add(c.name, "sealed to", c.expect, h, nil, in, comments...)
 	}
 }
 

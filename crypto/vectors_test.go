@@ -104,6 +104,7 @@ var kinds = map[string]kindSpec{
 	"signature":       {encoding: "hex", keys: []string{"public key", "seed", "label", "message"}, deterministic: true, run: runSignature},
 	"public key":      {encoding: "text", deterministic: true, run: runPublicKey},
 	"key wrap":        {encoding: "base64", keys: []string{"identity", "context", "commitment"}, releases: true, run: runKeyWrap},
+	"sealed to":       {encoding: "base64", keys: []string{"identity"}, releases: true, run: runSealedTo},
 	"key file":        {encoding: "base64", keys: []string{"passphrase", "want kind"}, releases: true, run: runKeyFile},
 	"enrolment code":  {encoding: "text", keys: []string{"public key", "recipient", "short code"}, deterministic: true, run: runEnrolment},
 	"org fingerprint": {encoding: "text", keys: []string{"root", "check code"}, deterministic: true, run: runFingerprint},
@@ -436,6 +437,16 @@ func runKeyWrap(t *testing.T, v *vector) ([]byte, error) {
 		return nil, err
 	}
 	return k.Bytes(), nil
+}
+
+func runSealedTo(t *testing.T, v *vector) ([]byte, error) {
+	id, err := ParseBoxIdentity(v.header(t, "identity"))
+	require.NoError(t, err)
+	msg, err := OpenWith(v.input, id)
+	if err != nil && msg != nil {
+		t.Errorf("got a message with error %v, want none", err)
+	}
+	return msg, err
 }
 
 func parseKind(t testing.TB, s string) KeyKind {
