@@ -525,14 +525,31 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	o.must(o.coord, "sync")
 	o.must(k1, "sync")
 	o.must(k1, "log", "add", "Mina", "--category", "leisure", "--minutes", "30", "--text", "k1 after revocation")
+	o.must(k1, "resident", "show", "Mina", "--reveal")
 	o.must(k1, "sync")
+	o.must(o.coord, "resident", "show", "Mina", "--reveal")
+	o.must(o.coord, "sync")
+	auditSID, _ := drillStreamOfKind(o.chain().State(), syncproto.StreamAudit)
+	var coordBox *fcrypto.BoxIdentity
+	o.with(o.coord, func(d *Device) { coordBox = d.kf.Box })
 	for _, h := range []string{thief, c2} {
 		keys := map[syncproto.StreamID]map[syncproto.Epoch]*fcrypto.Key{}
-		o.with(h, func(d *Device) { keys = drillEpochKeys(t, d) })
-		n := 0
+		var box *fcrypto.BoxIdentity
+		o.with(h, func(d *Device) { keys, box = drillEpochKeys(t, d), d.kf.Box })
+		n, audits := 0, 0
 		for _, sb := range o.batches() {
 			if sb.Seq <= before[sb.Stream] {
 				continue
+			}
+			if sb.Stream == auditSID {
+				// Audit entries are sealed to the coordinator laptops of
+				// the epoch re-keyed at the revocation: not to c2.
+				author := o.chain().State().Devices[sb.Batch.Author].SignPub
+				_, err := syncproto.OpenAuditBatch(sb.Batch, box, author)
+				require.ErrorIs(t, err, fcrypto.ErrNoIdentityMatch, "%s's identity opens audit batch %d, written after the revocation", filepath.Base(h), sb.Seq)
+				_, err = syncproto.OpenAuditBatch(sb.Batch, coordBox, author)
+				require.NoError(t, err, "the remaining coordinator opening audit batch %d", sb.Seq)
+				audits++
 			}
 			for _, sd := range sb.Batch.Deltas {
 				_, ok := drillOpenDelta(sb.Batch, sd, keys)
@@ -541,6 +558,7 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 			}
 		}
 		require.Positive(t, n)
+		require.Equal(t, 2, audits, "audit entries written after the revocation (k1's and the coordinator's reveals)")
 	}
 
 	// Kari's laptop no longer holds Sara and carries on with Mina; the
