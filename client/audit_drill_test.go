@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/server/relaytest"
 	"github.com/fristed/fristed/syncproto"
 	"github.com/stretchr/testify/require"
 )
@@ -106,6 +107,17 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 		t.Logf("%s: %s", name, line)
 		o.must(verifier, "audit", "verify") // undone: intact again
 	}
+	// The relay keeps the admin chain in memory: a change to its
+	// statements sticks only if made while it is stopped, as a thief who
+	// wants it to would.
+	restart := func() {
+		addr := strings.TrimPrefix(o.relay.URL, "http://")
+		o.relay.Stop(t)
+		o.relay = relaytest.StartRelay(t, bins.relay, "--listen", addr, "--data", o.data, "--insecure-loopback")
+	}
+	coldTamper := func(name, wantRE string, do, undo func(db *sql.DB)) {
+		tamper(name, wantRE, func(db *sql.DB) { do(db); restart() }, func(db *sql.DB) { undo(db); restart() })
+	}
 	rawOf := func(db *sql.DB, seq int) []byte {
 		var raw []byte
 		require.NoError(t, db.QueryRow(`SELECT raw FROM batches WHERE stream = ? AND seq = ?`, audit[:], seq).Scan(&raw))
@@ -199,7 +211,7 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	// among them) deleted: this laptop's own chain and links still name
 	// the entry.
 	var saved [][]any
-	tamper("delete newest entry and checkpoint", entry(5, "newest entries deleted"), func(db *sql.DB) {
+	coldTamper("delete newest entry and checkpoint", entry(5, "newest entries deleted"), func(db *sql.DB) {
 		var cpPos int64 = -1
 		rows, err := db.Query(`SELECT pos, raw FROM statements ORDER BY pos`)
 		require.NoError(t, err)
@@ -313,7 +325,21 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	require.Equal(t, syncproto.Seq(5), o.chain().State().Checkpoint.Seq)
 	o.must(o.coord, "sync")
 	require.Equal(t, syncproto.Seq(6), o.chain().State().Checkpoint.Seq)
-	require.Regexp(t, `^audit log intact: 6 entries \(1 access events readable here\)`, o.must(c2, "audit", "verify"))
+	require.Regexp(t, `^audit log intact: 6 entries \(1 access event readable here\)`, o.must(c2, "audit", "verify"))
+
+	// The newest admin statement deleted, the log itself untouched: the
+	// check still runs, and reports the rollback.
+	verifier = o.coord
+	var newest []any
+	coldTamper("delete newest statement", `^fristed: error: audit log damaged: admin chain: chain rolled back`, func(db *sql.DB) {
+		var tenant, hash, raw []byte
+		var pos int64
+		require.NoError(t, db.QueryRow(`SELECT tenant, pos, hash, raw FROM statements ORDER BY pos DESC LIMIT 1`).Scan(&tenant, &pos, &hash, &raw))
+		newest = []any{tenant, pos, hash, raw}
+		exec(db, `DELETE FROM statements WHERE pos = ?`, pos)
+	}, func(db *sql.DB) {
+		exec(db, `INSERT INTO statements (tenant, pos, hash, raw) VALUES (?, ?, ?, ?)`, newest...)
+	})
 
 	// A laptop pulling the log (here c2, from the start again) stops at an
 	// entry whose link disagrees with the newest signed checkpoint.

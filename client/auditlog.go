@@ -210,8 +210,8 @@ func (r *AuditReport) Summary() string {
 	if r.Checkpoint > 0 {
 		cp = fmt.Sprintf("signed checkpoint at chain position %d covers entries 1-%d", r.CheckpointPos, r.Checkpoint)
 	}
-	return fmt.Sprintf("audit log intact: %d entries (%d access events readable here), relay and this laptop agree; %s",
-		r.Entries, r.Events, cp)
+	return fmt.Sprintf("audit log intact: %s (%s readable here), relay and this laptop agree; %s",
+		plural(r.Entries, "entry", "entries"), plural(r.Events, "access event", "access events"), cp)
 }
 
 type auditCheckpoint struct {
@@ -410,4 +410,11 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 		return rep, nil
 	}
 	return rep, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
