@@ -169,6 +169,7 @@ const (
 	AuditMissing   = "missing"
 	AuditReordered = "out of order"
 	AuditTruncated = "newest entries deleted"
+	AuditChain     = "admin chain" // the relay's chain was rolled back or forked; no entry named
 )
 
 // AuditProblem is the first bad entry AuditVerify found. Seq is the
@@ -177,7 +178,7 @@ type AuditProblem struct {
 	Seq    syncproto.Seq
 	Author string    // who recorded it, where known
 	At     time.Time // when it was recorded, where known
-	Kind   string    // AuditEdited, AuditMissing, AuditReordered, AuditTruncated
+	Kind   string    // AuditEdited, AuditMissing, AuditReordered, AuditTruncated, AuditChain
 	Detail string
 }
 
@@ -243,7 +244,7 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 	rep := &AuditReport{}
 	defer func() {
 		if chainErr != nil && rep.Problem == nil {
-			rep.Problem = &AuditProblem{Kind: "admin chain", Detail: chainErr.Error()}
+			rep.Problem = &AuditProblem{Kind: AuditChain, Detail: chainErr.Error()}
 		}
 	}()
 	as, ok := d.streamOfKind(syncproto.StreamAudit)
