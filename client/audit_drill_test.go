@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"os"
@@ -174,6 +175,17 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 			exec(db, `UPDATE batches SET raw = ?, id = ? WHERE stream = ? AND seq = ?`, bad, h[:], audit[:], seq)
 		}, func(db *sql.DB) {
 			exec(db, `UPDATE batches SET raw = ?, id = ? WHERE stream = ? AND seq = ?`, orig, origID, audit[:], seq)
+		})
+		// A byte of the author's signature.
+		tamper("edit signature", entry(seq, "edited")+`the author's signature does not verify$`, func(db *sql.DB) {
+			orig = rawOf(db, seq)
+			b, err := syncproto.UnmarshalBatch(orig)
+			require.NoError(t, err)
+			at := bytes.Index(orig, b.Sig)
+			require.Positive(t, at)
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, flipByte(orig, at+7), audit[:], seq)
+		}, func(db *sql.DB) {
+			exec(db, `UPDATE batches SET raw = ? WHERE stream = ? AND seq = ?`, orig, audit[:], seq)
 		})
 		// The whole entry, deleted.
 		var row [6]any
@@ -401,4 +413,10 @@ func (o *drillOrg) relayWriteDB() *sql.DB {
 	require.NoError(o.t, err)
 	db.SetMaxOpenConns(1)
 	return db
+}
+
+func flipByte(b []byte, at int) []byte {
+	out := append([]byte(nil), b...)
+	out[at] ^= 0x01
+	return out
 }
