@@ -350,12 +350,20 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 			rep.Problem = bad(AuditEdited, "it differs from this laptop's copy")
 			return rep, nil
 		}
+		var authorKey fcrypto.PublicKey
 		author := st.Devices[b.Author]
-		if author == nil {
+		if author != nil {
+			authorKey = author.SignPub
+		} else if k, ok := d.voidedDeviceKey(b.Author); ok {
+			// A laptop whose enrolment a compromised-since revocation
+			// voided: its entries are void (sync skips them) but still
+			// part of the log, and still signed.
+			authorKey = k
+		} else {
 			rep.Problem = bad(AuditEdited, "its author is not a device of this org")
 			return rep, nil
 		}
-		if err := b.Verify(author.SignPub); err != nil {
+		if err := b.Verify(authorKey); err != nil {
 			rep.Problem = bad(AuditEdited, "the author's signature does not verify")
 			return rep, nil
 		}
@@ -369,8 +377,8 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 			return rep, nil
 		}
 		authors[b.Author] = authorHead{b.Counter, h}
-		if ep := str.Epoch(b.Epoch); ep != nil && ep.Has(d.pc.device) {
-			deltas, err := syncproto.OpenAuditBatch(b, d.kf.Box, author.SignPub)
+		if ep := str.Epoch(b.Epoch); author != nil && ep != nil && ep.Has(d.pc.device) {
+			deltas, err := syncproto.OpenAuditBatch(b, d.kf.Box, authorKey)
 			if err != nil {
 				rep.Problem = bad(AuditEdited, "it does not open (%v)", err)
 				return rep, nil
@@ -418,4 +426,25 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// voidedDeviceKey returns the signing key that a voided enrolment gave a
+// device (see voidedDevice).
+func (d *Device) voidedDeviceKey(dev syncproto.DeviceID) (fcrypto.PublicKey, bool) {
+	for pos := 0; pos < d.chain.Len(); pos++ {
+		if !d.chain.IsVoid(syncproto.ChainPos(pos)) {
+			continue
+		}
+		switch b := d.chain.Statement(syncproto.ChainPos(pos)).Body.(type) {
+		case *syncproto.DeviceEnrolled:
+			if b.Device == dev {
+				return b.SignPub, true
+			}
+		case *syncproto.CoordinatorDelegated:
+			if b.Device == dev {
+				return b.SignPub, true
+			}
+		}
+	}
+	return fcrypto.PublicKey{}, false
 }

@@ -437,6 +437,7 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	mina := o.residentAdd("Mina")
 	sara := o.residentAdd("Sara")
 	o.must(o.coord, "assign", "Mina", "--worker", "Kari Nordmann")
+	o.must(o.coord, "resident", "show", "Mina", "--reveal")
 	for _, h := range []string{k1, c2, o.coord} {
 		o.must(h, "sync")
 	}
@@ -456,7 +457,10 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	o.must(k1, "sync")
 	o.must(thief, "sync")
 	o.must(thief, "log", "add", "Mina", "--category", "practical", "--minutes", "10", "--text", "thief during theft")
+	o.must(thief, "resident", "show", "Mina", "--reveal")
 	o.must(thief, "sync")
+	o.must(c2, "resident", "show", "Mina", "--reveal")
+	o.must(c2, "sync")
 	// The thief also writes from the stolen laptop itself, naming the chain
 	// head at P so the batch looks written before the point; the relay
 	// takes it (the head is in its chain). Kari's laptop then pulls and
@@ -515,6 +519,16 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	}
 	require.Contains(t, listed, c2ID.String())
 	require.NotContains(t, listed, thiefID.String(), "device list shows the laptop the thief enrolled")
+
+	// The audit log: the stream is rebuilt (the stolen laptop wrote to
+	// it); the coordinator's own reveal from before the theft comes back,
+	// the reveals by the stolen laptop and by the thief's laptop are void,
+	// and the log verifies.
+	o.must(o.coord, "sync")
+	shown := o.must(o.coord, "audit", "show", "--resident", "Mina")
+	require.Equal(t, 1, strings.Count(shown, "revealed the sealed fields"), "audit show:\n%s", shown)
+	require.NotContains(t, shown, "coord-laptop-2) revealed")
+	require.Regexp(t, `^audit log intact: 3 entries`, o.must(o.coord, "audit", "verify"))
 
 	// Writes after the revocation; none opens with the keys on either
 	// laptop the thief holds.

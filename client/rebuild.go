@@ -143,16 +143,21 @@ func (d *Device) endRebuild(sid syncproto.StreamID) error {
 // reapplyOwn applies one of this device's own batches again during a
 // rebuild. A batch under a key this device no longer holds is passed over.
 func (d *Device) reapplyOwn(stream syncproto.StreamID, b *syncproto.Batch, self *syncproto.DeviceInfo, p transport.Pulled) (int, error) {
-	n := 0
-	if key, err := d.epochKey(stream, b.Epoch); err == nil {
-		deltas, err := syncproto.OpenBatch(b, key, self.SignPub)
-		if err != nil {
-			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
-		}
+	var deltas []*syncproto.Delta
+	var err error
+	if str := d.chain.State().Streams[stream]; str != nil && str.Kind == syncproto.StreamAudit {
+		// Audit entries are sealed to the epoch's devices, not under its key.
+		deltas, err = d.openPulled(stream, b, self)
+	} else if key, kerr := d.epochKey(stream, b.Epoch); kerr == nil {
+		deltas, err = syncproto.OpenBatch(b, key, self.SignPub)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+	}
+	if len(deltas) > 0 {
 		if err := d.rep.ApplyBatch(deltas); err != nil {
 			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
 		}
-		n = len(deltas)
 	}
-	return n, d.advanceCursor(stream, p)
+	return len(deltas), d.advanceCursor(stream, p)
 }
