@@ -1,8 +1,14 @@
 package client
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/fristed/fristed/client/replica"
+	fcrypto "github.com/fristed/fristed/crypto"
+	"github.com/fristed/fristed/syncproto"
+	"github.com/stretchr/testify/require"
 )
 
 // The one line `audit verify` prints, for each shape of report.
@@ -28,4 +34,63 @@ func TestAuditReportLines(t *testing.T) {
 			t.Errorf("got  %q\nwant %q", tc.got, tc.want)
 		}
 	}
+}
+
+// An audit entry sealed the way entries were before they were sealed to
+// the coordinator laptops - under the epoch key - still opens and
+// verifies, so an org's older log does not read as tampered.
+func TestAuditVerifyEpochKeySealedEntry(t *testing.T) {
+	r := startLoopbackRelay(t)
+	d := relNewOrg(t, r, t.TempDir(), "Enhet A")
+	defer d.Close()
+	ctx := context.Background()
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	require.True(t, ok)
+	ep := d.chain.State().Streams[as].Current().Epoch
+	key, err := d.epochKey(as, ep)
+	require.NoError(t, err)
+	ops, err := d.rep.AuditOps(as, replica.AuditEvent{Event: "reveal", Resident: as.String(),
+		Device: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)})
+	require.NoError(t, err)
+	dl := &syncproto.Delta{Tenant: d.pc.tenant, Stream: as, Epoch: ep, Author: d.pc.device,
+		ID: syncproto.NewDeltaID(), Clock: d.tick(), Ops: ops}
+	head, _ := d.chain.Head()
+	b, err := syncproto.SealBatch(syncproto.Batch{Tenant: d.pc.tenant, Stream: as, Epoch: ep, Author: d.pc.device,
+		Counter: 1, ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())}, key, d.kf.Sign, []*syncproto.Delta{dl})
+	require.NoError(t, err)
+	raw, err := b.Marshal()
+	require.NoError(t, err)
+	c, err := d.client()
+	require.NoError(t, err)
+	_, _, err = c.PushBatch(ctx, as, raw)
+	require.NoError(t, err)
+
+	rep, err := d.AuditVerify(ctx)
+	require.NoError(t, err)
+	if rep.Problem != nil || rep.Entries != 1 || rep.Events != 1 {
+		t.Fatalf("got entries %d, events %d, problem %v; want 1, 1, none", rep.Entries, rep.Events, rep.Problem)
+	}
+	// A sealing under another key is still named.
+	other, err := fcrypto.NewKey()
+	require.NoError(t, err)
+	b2, err := syncproto.SealBatch(syncproto.Batch{Tenant: d.pc.tenant, Stream: as, Epoch: ep, Author: d.pc.device,
+		Counter: 2, Prev: batchHash(t, b), ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())}, other, d.kf.Sign,
+		[]*syncproto.Delta{{Tenant: d.pc.tenant, Stream: as, Epoch: ep, Author: d.pc.device, ID: syncproto.NewDeltaID(), Clock: d.tick(), Ops: ops}})
+	require.NoError(t, err)
+	raw2, err := b2.Marshal()
+	require.NoError(t, err)
+	_, _, err = c.PushBatch(ctx, as, raw2)
+	require.NoError(t, err)
+	rep, err = d.AuditVerify(ctx)
+	require.NoError(t, err)
+	if rep.Problem == nil || rep.Problem.Seq != 2 || rep.Problem.Kind != AuditEdited {
+		t.Fatalf("got problem %v, want entry 2 edited", rep.Problem)
+	}
+}
+
+func batchHash(t *testing.T, b *syncproto.Batch) syncproto.Hash {
+	t.Helper()
+	h, err := b.Hash()
+	require.NoError(t, err)
+	return h
 }
