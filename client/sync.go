@@ -93,7 +93,9 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	}
 	if d.cfg.Role == RoleCoordinator {
 		d.resealNotices(ctx, nil)
-		return d.checkpointAudit(ctx)
+		if err := d.checkpointAudit(ctx); err != nil {
+			return err
+		}
 	}
 	return d.snapshots(ctx)
 }
