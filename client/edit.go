@@ -14,7 +14,8 @@ import (
 	"github.com/fristed/fristed/syncproto"
 )
 
-// canWrite checks that this device holds the resident's stream.
+// residentForEdit checks that this device is in the resident's current
+// epoch (the emergency card needs no more).
 func (d *Device) residentForEdit(ref string) (syncproto.StreamID, error) {
 	if d.cfg.Role == RolePending {
 		return syncproto.StreamID{}, ErrNotApproved
@@ -29,9 +30,28 @@ func (d *Device) residentForEdit(ref string) (syncproto.StreamID, error) {
 	return sid, nil
 }
 
+// residentForWrite is residentForEdit for an edit that will be sealed to
+// the case: it also needs the current epoch's key on this device. Without
+// it the edit could never be sealed (a relay that withholds the wrapped
+// key, an interrupted assignment), so it is refused now rather than queued.
+func (d *Device) residentForWrite(ref string) (syncproto.StreamID, error) {
+	sid, err := d.residentForEdit(ref)
+	if err != nil {
+		return sid, err
+	}
+	cur := d.chain.State().Streams[sid].Current()
+	if _, err := d.epochKey(sid, cur.Epoch); err != nil {
+		if errors.Is(err, ErrNoKey) {
+			return sid, fmt.Errorf("%w: the key of %s's case has not reached this laptop; run fristed sync, and if this persists tell a coordinator", ErrNoKey, ref)
+		}
+		return sid, err
+	}
+	return sid, nil
+}
+
 // ResidentSet sets fields of the resident record.
 func (d *Device) ResidentSet(ref string, fields map[string]string) error {
-	sid, err := d.residentForEdit(ref)
+	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return err
 	}
@@ -45,7 +65,7 @@ func (d *Device) ResidentSet(ref string, fields map[string]string) error {
 
 // RecordAdd adds a record of kind to a case and returns its id.
 func (d *Device) RecordAdd(ref, kind string, fields map[string]string) (string, error) {
-	sid, err := d.residentForEdit(ref)
+	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return "", err
 	}
@@ -61,7 +81,7 @@ func (d *Device) RecordAdd(ref, kind string, fields map[string]string) (string, 
 
 // RecordSet changes fields of an existing record.
 func (d *Device) RecordSet(ref, kind, id string, fields map[string]string) error {
-	sid, err := d.residentForEdit(ref)
+	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return err
 	}
@@ -79,7 +99,7 @@ func (d *Device) RecordSet(ref, kind, id string, fields map[string]string) error
 
 // LogAdd adds a follow-up log entry written by this device now.
 func (d *Device) LogAdd(ref, category string, minutes int, text string) (string, error) {
-	sid, err := d.residentForEdit(ref)
+	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return "", err
 	}

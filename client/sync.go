@@ -111,6 +111,9 @@ func (d *Device) push(ctx context.Context, res *SyncResult) error {
 	if err != nil {
 		return err
 	}
+	if streams, err = d.deliverable(streams); err != nil {
+		return err
+	}
 	for _, s := range streams {
 		for {
 			n, err := d.pushOne(ctx, s, res)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	_ "github.com/mattn/go-sqlite3"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -25,6 +26,8 @@ import (
 //	relay start|stop|invite  run fristed-relay serve on $WORK/relay-data
 //	                         (a restart keeps its address); start sets
 //	                         $RELAY, invite sets $INVITE
+//	relay drop-keys          (relay stopped) delete every wrapped key the
+//	                         relay holds, as a relay withholding them would
 //	setlast NAME [REGEXP]    set $NAME to the last line of stdout, which
 //	                         must match REGEXP entirely
 //	errline [REGEXP]         stderr is one line, `fristed: error: ...`,
@@ -76,7 +79,7 @@ type scriptRelay struct {
 
 func cmdRelay(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
-		ts.Fatalf("usage: relay start|stop|invite")
+		ts.Fatalf("usage: relay start|stop|invite|drop-keys")
 	}
 	r := ts.Value(scriptRelayKey{}).(*scriptRelay)
 	switch args[0] {
@@ -99,8 +102,20 @@ func cmdRelay(ts *testscript.TestScript, neg bool, args []string) {
 		tok, err := relayInvite(r.data)
 		ts.Check(err)
 		ts.Setenv("INVITE", tok)
+	case "drop-keys":
+		if r.proc != nil {
+			ts.Fatalf("stop the relay first")
+		}
+		db, err := sql.Open("sqlite3", "file:"+filepath.Join(r.data, "relay.db")+"?_busy_timeout=5000")
+		ts.Check(err)
+		defer db.Close()
+		res, err := db.Exec(`DELETE FROM secrets WHERE kind = 'wrapped'`)
+		ts.Check(err)
+		if n, _ := res.RowsAffected(); n == 0 {
+			ts.Fatalf("the relay holds no wrapped key")
+		}
 	default:
-		ts.Fatalf("usage: relay start|stop|invite")
+		ts.Fatalf("usage: relay start|stop|invite|drop-keys")
 	}
 }
 
