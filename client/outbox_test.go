@@ -82,7 +82,10 @@ func TestEditRefusedWithoutCaseKey(t *testing.T) {
 	for name, edit := range map[string]func() error{
 		"log add":      func() error { _, err := w.LogAdd(sids["Mina"].String(), "practical", 5, "withheld"); return err },
 		"resident set": func() error { return w.ResidentSet(sids["Mina"].String(), map[string]string{"language": "Urdu"}) },
-		"record add":   func() error { _, err := w.RecordAdd(sids["Mina"].String(), "goal", map[string]string{"title": "x"}); return err },
+		"record add": func() error {
+			_, err := w.RecordAdd(sids["Mina"].String(), "goal", map[string]string{"title": "x"})
+			return err
+		},
 	} {
 		err := edit()
 		if !errors.Is(err, ErrNoKey) {
