@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/fristed/fristed/client"
+	"github.com/fristed/fristed/client/replica"
 )
 
 func init() {
@@ -13,12 +14,14 @@ func init() {
 		summary: "add a record to a case (plan goal, threat assessment, contact, ...)",
 		usage:   "RESIDENT KIND FIELD=VALUE...",
 		help: `KIND is one of: child, threat, need, goal, evaluation, timetable, safety,
-crisis, contact, moveout. Prints the new record's id. FIELD=@- reads stdin.`,
+crisis, contact, moveout. Prints the new record's id. FIELD=@- reads the
+value from stdin, FIELD=@FILE from FILE; sealed fields (a child's name) must
+be given one of these ways.`,
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) < 3 {
 				return usagef("want RESIDENT KIND and at least one FIELD=VALUE")
 			}
-			fields, err := e.parseFields(args[2:])
+			fields, err := e.parseFields(args[1], args[2:])
 			if err != nil {
 				return err
 			}
@@ -40,7 +43,7 @@ crisis, contact, moveout. Prints the new record's id. FIELD=@- reads stdin.`,
 			if len(args) < 4 {
 				return usagef("want RESIDENT KIND ID and at least one FIELD=VALUE")
 			}
-			fields, err := e.parseFields(args[3:])
+			fields, err := e.parseFields(args[1], args[3:])
 			if err != nil {
 				return err
 			}
@@ -73,7 +76,7 @@ safety, leisure, services. --text @- reads the text from stdin.`,
 			}
 			text := flagStr(fs, "text")
 			if text == "@-" {
-				f, err := e.parseFields([]string{"text=@-"})
+				f, err := e.parseFields(replica.KindLog, []string{"text=@-"})
 				if err != nil {
 					return err
 				}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/fristed/fristed/client"
@@ -16,17 +17,18 @@ func init() {
 	register(&command{
 		name:    "resident add",
 		summary: "open a case for a new resident (coordinator)",
-		usage:   "--pseudonym P --arrived YYYY-MM-DD [--unit U] [--description TEXT|@-]",
+		usage:   "--pseudonym P --arrived YYYY-MM-DD [--unit U] [--description @-|@FILE]",
 		help: `The pseudonym is the name used in the software. Sealed fields (legal name,
-aliases, secret address) are set afterwards with fristed resident set, e.g.
-secret_address=@- to type the address on stdin, out of shell history.
+aliases, secret address, cover story) are set afterwards with fristed resident
+set, e.g. secret_address=@- to type the address on stdin, out of shell
+history; they are refused on the command line.
 --description is the physical description without a photo that the alarm
-card carries (sealed); @- reads it from stdin.`,
+card carries (sealed): @- reads it from stdin, @FILE from FILE.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("pseudonym", "", "the name used in the software")
 			fs.String("arrived", "", "arrival date, YYYY-MM-DD")
 			fs.String("unit", "", "unit (bokollektiv or flat group)")
-			fs.String("description", "", "physical description without a photo (sealed; @- reads stdin)")
+			fs.String("description", "", "physical description without a photo (sealed: @- reads stdin, @FILE a file)")
 		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -53,14 +55,16 @@ card carries (sealed); @- reads it from stdin.`,
 	register(&command{
 		name:    "resident set",
 		summary: "set fields of a resident's case",
-		usage:   "RESIDENT FIELD=VALUE... [--description TEXT|@-]",
+		usage:   "RESIDENT FIELD=VALUE... [--description @-|@FILE]",
 		help: `RESIDENT is the resident id or pseudonym. FIELD=@- reads the value from
-stdin, so secrets never reach shell history or the process list.
+stdin, FIELD=@FILE from FILE. Sealed fields (legal_name, aliases,
+secret_address, cover_story, description) must be given one of these ways,
+so they never reach shell history or the process list.
 Fields: see client/replica/SCHEMA.md (e.g. legal_name, secret_address, address_code=6|7|none).
---description TEXT is the same as description=TEXT: the physical description
-without a photo that the alarm card carries.`,
+--description @-|@FILE is the same as description=@-|@FILE: the physical
+description without a photo that the alarm card carries.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.String("description", "", "physical description without a photo (sealed; @- reads stdin)")
+			fs.String("description", "", "physical description without a photo (sealed: @- reads stdin, @FILE a file)")
 		},
 		run: func(e *env, fs *flag.FlagSet, args []string) error {
 			desc, err := e.descriptionFlag(fs, args)
@@ -70,7 +74,7 @@ without a photo that the alarm card carries.`,
 			if len(args) < 1 || (len(args) < 2 && desc == "") {
 				return usagef("want RESIDENT and at least one FIELD=VALUE or --description")
 			}
-			fields, err := e.parseFields(args[1:])
+			fields, err := e.parseFields(replica.KindResident, args[1:])
 			if err != nil {
 				return err
 			}
@@ -136,10 +140,9 @@ without a photo that the alarm card carries.`,
 	})
 }
 
-// parseFields turns FIELD=VALUE arguments into a map; one value may be
-// "@-", read from stdin.
-// descriptionFlag is the value of --description, read from stdin for @-.
-// A sealed value typed on the command line gets the shell-history warning.
+// descriptionFlag is the value of --description, read from stdin for @-
+// or from a file for @FILE. The description is sealed: typed on the
+// command line it is refused, like any sealed field.
 func (e *env) descriptionFlag(fs *flag.FlagSet, args []string) (string, error) {
 	v := flagStr(fs, "description")
 	switch {
@@ -149,20 +152,27 @@ func (e *env) descriptionFlag(fs *flag.FlagSet, args []string) (string, error) {
 				return "", usagef("only one field can be read from stdin")
 			}
 		}
-		f, err := e.parseFields([]string{"description=@-"})
+		fallthrough
+	case strings.HasPrefix(v, "@"):
+		f, err := e.parseFields(replica.KindResident, []string{"description=" + v})
 		if err != nil {
 			return "", err
 		}
 		return f["description"], nil
 	case v != "":
-		fmt.Fprintln(e.stderr, "fristed: warning: description given on the command line may stay in shell history; next time use --description @- and type it on stdin")
+		return "", usagef("description is sealed: give it as --description @- (typed on stdin) or --description @FILE, never on the command line")
 	}
 	return v, nil
 }
 
-func (e *env) parseFields(args []string) (map[string]string, error) {
+// parseFields turns FIELD=VALUE arguments for a record of kind into a
+// map. A value "@-" is read from stdin (one field at most), "@FILE" from
+// the file FILE. A sealed field (client/replica/SCHEMA.md) must be given
+// one of these two ways: typed inline it would stay in shell history and
+// be visible in the process list, so it is refused before anything is
+// read or stored.
+func (e *env) parseFields(kind string, args []string) (map[string]string, error) {
 	fields := map[string]string{}
-	usedStdin := false
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
@@ -171,35 +181,83 @@ func (e *env) parseFields(args []string) (map[string]string, error) {
 		if _, dup := fields[k]; dup {
 			return nil, usagef("field %s given twice", k)
 		}
+		if !strings.HasPrefix(v, "@") && sealedField(kind, k) {
+			return nil, usagef("%s is sealed: give it as %s=@- (typed on stdin) or %s=@FILE, never on the command line", k, k, k)
+		}
+		fields[k] = v
+	}
+	usedStdin := false
+	for k, v := range fields {
+		if !strings.HasPrefix(v, "@") {
+			continue
+		}
+		var b []byte
+		var err error
 		if v == "@-" {
 			if usedStdin {
 				return nil, usagef("only one field can be read from stdin")
 			}
 			usedStdin = true
-			b, err := io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+			b, err = readCapped(e.stdin)
 			if err != nil {
 				return nil, fmt.Errorf("read %s from stdin: %w", k, err)
 			}
-			v = strings.TrimRight(string(b), "\r\n")
-			if v == "" {
-				return nil, errors.New("read " + k + " from stdin: empty value")
+		} else {
+			b, err = readFileCapped(v[1:])
+			if err != nil {
+				return nil, fmt.Errorf("read %s from %s: %w", k, v[1:], err)
 			}
-		} else if sealedField(k) {
-			fmt.Fprintf(e.stderr, "fristed: warning: %s given on the command line may stay in shell history; next time use %s=@- and type it on stdin\n", k, k)
 		}
-		fields[k] = v
+		fields[k] = strings.TrimRight(string(b), "\r\n")
+		if fields[k] == "" {
+			return nil, fmt.Errorf("read %s from %s: empty value", k, fieldSource(v))
+		}
 	}
 	return fields, nil
 }
 
-// sealedField reports whether any kind has a sealed field of that name.
-func sealedField(name string) bool {
-	for _, k := range replica.Schema() {
-		if f, ok := k.Field(name); ok && f.Sealed {
-			return true
-		}
+// maxFieldBytes bounds a value read from stdin or a file.
+const maxFieldBytes = 1 << 20
+
+func readCapped(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxFieldBytes+1))
+	if err != nil {
+		return nil, err
 	}
-	return false
+	if len(b) > maxFieldBytes {
+		return nil, fmt.Errorf("longer than %d bytes", maxFieldBytes)
+	}
+	return b, nil
+}
+
+func readFileCapped(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return nil, pe.Err // the caller's message names the file
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readCapped(f)
+}
+
+func fieldSource(v string) string {
+	if v == "@-" {
+		return "stdin"
+	}
+	return v[1:]
+}
+
+// sealedField reports whether field of a record kind is sealed.
+func sealedField(kind, field string) bool {
+	k, ok := replica.LookupKind(kind)
+	if !ok {
+		return false // an unknown kind is refused by the library
+	}
+	f, ok := k.Field(field)
+	return ok && f.Sealed
 }
 
 func init() {
