@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 
 	"filippo.io/age"
 
@@ -32,6 +33,9 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	}
 	if p.Name == "" {
 		return nil, "", errors.New("device init: --name is required")
+	}
+	if len(p.Name) > syncproto.MaxEnrolName || !utf8.ValidString(p.Name) {
+		return nil, "", fmt.Errorf("device init: --name must be UTF-8 text of at most %d bytes", syncproto.MaxEnrolName)
 	}
 	c, err := transport.New(p.RelayURL, transport.Options{})
 	if err != nil {
@@ -62,7 +66,13 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	if err != nil {
 		return nil, "", err
 	}
-	sealed, err := sealTo([]byte(p.Name), coords)
+	// The name travels in a fixed-size message: the relay sees the age
+	// file's length, which must say nothing about the name.
+	nameMsg, err := syncproto.MarshalEnrolName(p.Name)
+	if err != nil {
+		return nil, "", fmt.Errorf("device init: --name: %w", err)
+	}
+	sealed, err := sealTo(nameMsg, coords)
 	if err != nil {
 		return nil, "", err
 	}
@@ -240,7 +250,9 @@ func (d *Device) Approve(ctx context.Context, p ApproveParams) (syncproto.Device
 	}
 	name := "(unnamed)"
 	if plain, err := openSealed(req.Sealed, d.kf.Box.Identity()); err == nil {
-		name = string(plain)
+		if n, err := syncproto.UnmarshalEnrolName(plain); err == nil {
+			name = n
+		}
 	}
 	if p.Confirm != nil && !p.Confirm(name, fcrypto.ShortCode(req.Commitment())) {
 		return syncproto.DeviceID{}, errors.New("not approved")

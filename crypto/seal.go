@@ -120,10 +120,7 @@ func sealWithNonce(k *Key, nonce, ad, plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	bodyLen := Padme(uint64(4 + len(plaintext)))
-	body := make([]byte, bodyLen)
-	binary.BigEndian.PutUint32(body, uint32(len(plaintext)))
-	copy(body[4:], plaintext)
+	body := padBodyTo(plaintext, Padme(uint64(4+len(plaintext))))
 	out := make([]byte, 0, sealOverhead+len(body))
 	out = append(out, sealVersion)
 	out = append(out, nonce...)
@@ -158,8 +155,43 @@ func Open(k *Key, ad, sealed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrSealAuth
 	}
+	pt, err := Unpad(body)
+	if err != nil || uint64(len(body)) != Padme(uint64(4+len(pt))) {
+		return nil, ErrSealPadding
+	}
+	return pt, nil
+}
+
+// padBodyTo lays plaintext out as a sealed box's body of size bytes:
+// length (4 bytes, big-endian) | plaintext | zero padding.
+func padBodyTo(plaintext []byte, size uint64) []byte {
+	body := make([]byte, size)
+	binary.BigEndian.PutUint32(body, uint32(len(plaintext)))
+	copy(body[4:], plaintext)
+	return body
+}
+
+// PadFixed lays plaintext out as a sealed box's body of exactly size bytes
+// (length, plaintext, zero padding), for a message whose length must not
+// leak at all, such as a name encrypted with age: encrypt the padded body
+// instead of the plaintext. It fails with ErrSealTooLarge if plaintext
+// does not fit.
+func PadFixed(plaintext []byte, size int) ([]byte, error) {
+	if size < 4 || len(plaintext) > size-4 {
+		return nil, ErrSealTooLarge
+	}
+	return padBodyTo(plaintext, uint64(size)), nil
+}
+
+// Unpad returns the plaintext of a body made by PadFixed (or inside Seal).
+// It fails with ErrSealPadding unless the length fits the body and every
+// padding byte is zero, so each plaintext has exactly one body of a size.
+func Unpad(body []byte) ([]byte, error) {
+	if len(body) < 4 {
+		return nil, ErrSealPadding
+	}
 	n := binary.BigEndian.Uint32(body)
-	if uint64(len(body)) != Padme(uint64(4)+uint64(n)) || uint64(n) > uint64(len(body)-4) {
+	if uint64(n) > uint64(len(body)-4) {
 		return nil, ErrSealPadding
 	}
 	for _, b := range body[4+n:] {

@@ -292,3 +292,37 @@ func TestLabeledHashDomainSeparation(t *testing.T) {
 		}
 	}
 }
+
+// TestPadFixed: a fixed-size body for every plaintext that fits, one body
+// per plaintext (Unpad refuses any other), ErrSealTooLarge beyond.
+func TestPadFixed(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 252} {
+		pt := bytes.Repeat([]byte{'a'}, n)
+		body, err := PadFixed(pt, 256)
+		if err != nil || len(body) != 256 {
+			t.Fatalf("PadFixed(%d bytes, 256): got (%d bytes, %v), want 256 bytes", n, len(body), err)
+		}
+		got, err := Unpad(body)
+		if err != nil || !bytes.Equal(got, pt) {
+			t.Fatalf("Unpad(PadFixed(%d bytes)): got (%q, %v)", n, got, err)
+		}
+		if n < 252 {
+			bad := bytes.Clone(body)
+			bad[255] = 1
+			if _, err := Unpad(bad); !errors.Is(err, ErrSealPadding) {
+				t.Fatalf("non-zero padding after %d bytes: got %v, want ErrSealPadding", n, err)
+			}
+		}
+	}
+	if _, err := PadFixed(make([]byte, 253), 256); !errors.Is(err, ErrSealTooLarge) {
+		t.Fatalf("253 bytes into 256: got %v, want ErrSealTooLarge", err)
+	}
+	if _, err := PadFixed(nil, 3); !errors.Is(err, ErrSealTooLarge) {
+		t.Fatalf("size 3: got %v, want ErrSealTooLarge", err)
+	}
+	for _, body := range [][]byte{nil, {0, 0, 0}, {0, 0, 0, 1}, {0xff, 0xff, 0xff, 0xff, 0}} {
+		if _, err := Unpad(body); !errors.Is(err, ErrSealPadding) {
+			t.Fatalf("Unpad(%x): got %v, want ErrSealPadding", body, err)
+		}
+	}
+}

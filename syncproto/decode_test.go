@@ -490,7 +490,7 @@ func TestMsgTypeString(t *testing.T) {
 	}{
 		{MsgDelta, "delta"}, {MsgBatch, "batch"}, {MsgReceipt, "receipt"}, {MsgStatement, "statement"},
 		{MsgSnapshot, "snapshot"}, {MsgEnrolment, "enrolment"}, {MsgAuth, "auth"}, {MsgWrappedKey, "wrapped key"},
-		{MsgSnapshotContent, "snapshot content"}, {10, "type(10)"},
+		{MsgSnapshotContent, "snapshot content"}, {MsgEnrolName, "enrolment name"}, {11, "type(11)"},
 	} {
 		if got := tt.t.String(); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)

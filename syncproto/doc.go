@@ -56,6 +56,11 @@
 // and merge metadata in a canonical order, so two replicas in the same
 // state give the same bytes (see its type for the layout).
 //
+// The enrolment name (01 09) is what an enrolment request's Sealed part
+// age-encrypts to the coordinators: the header, then the device name laid
+// out as a sealed box's body (length u32 | name | zero padding) to exactly
+// 256 bytes in all, so the age file's length does not depend on the name.
+//
 // # Errors
 //
 // Code is the closed, append-only set of error codes that travel on the

@@ -26,6 +26,9 @@ const (
 	// MsgSnapshotContent is a snapshot's plaintext, inside the sealed
 	// Content; it never travels in the clear.
 	MsgSnapshotContent MsgType = 9
+	// MsgEnrolName is the device name an enrolment request seals to the
+	// coordinators, padded to a fixed size.
+	MsgEnrolName MsgType = 10
 )
 
 func (t MsgType) String() string {
@@ -48,6 +51,8 @@ func (t MsgType) String() string {
 		return "wrapped key"
 	case MsgSnapshotContent:
 		return "snapshot content"
+	case MsgEnrolName:
+		return "enrolment name"
 	}
 	return fmt.Sprintf("type(%d)", byte(t))
 }

@@ -180,6 +180,29 @@ func FuzzUnmarshalEnrolment(f *testing.F) {
 	})
 }
 
+func FuzzUnmarshalEnrolName(f *testing.F) {
+	seedMessages(f, MsgEnrolName)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, err := UnmarshalEnrolName(b)
+		if err != nil {
+			if name != "" {
+				t.Fatalf("got name %q with error %v", name, err)
+			}
+			if c := CodeOf(err); c != CodeBadRequest && c != CodeUnknownVersion && c != CodeTooLarge {
+				t.Fatalf("decode error %v: got code %s", err, c)
+			}
+			return
+		}
+		re, err := MarshalEnrolName(name)
+		if err != nil {
+			t.Fatalf("decoded, but does not encode: %v", err)
+		}
+		if !bytes.Equal(re, b) {
+			t.Fatalf("not canonical:\n got %x\nwant %x", re, b)
+		}
+	})
+}
+
 func FuzzUnmarshalAuthProof(f *testing.F) {
 	seedMessages(f, MsgAuth)
 	f.Fuzz(func(t *testing.T, b []byte) {

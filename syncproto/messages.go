@@ -3,6 +3,7 @@ package syncproto
 import (
 	"crypto/sha256"
 	"fmt"
+	"unicode/utf8"
 
 	fcrypto "github.com/fristed/fristed/crypto"
 )
@@ -141,8 +142,9 @@ func UnmarshalAuthProof(b []byte) (*AuthProof, error) {
 
 // Enrolment is a new device's request to join a tenant: its public keys
 // under a random request id, self-signed to prove it holds the signing key.
-// Sealed carries what only coordinators may read (the device's name),
-// age-encrypted to the coordinator devices; the relay sees ciphertext.
+// Sealed carries what only coordinators may read (the device's name, as an
+// enrolment name message of fixed size, MarshalEnrolName), age-encrypted to
+// the coordinator devices; the relay sees ciphertext.
 type Enrolment struct {
 	Tenant    TenantID
 	Request   RequestID
@@ -236,6 +238,51 @@ func UnmarshalEnrolment(b []byte) (*Enrolment, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// EnrolNameSize is the size of every enrolment name message, whatever the
+// name: an enrolment request seals this message, not the bare name, to the
+// coordinators, so the age file's length says nothing about the name.
+const EnrolNameSize = 256
+
+// MaxEnrolName is the longest device name (in bytes) an enrolment carries.
+const MaxEnrolName = EnrolNameSize - 2 - 4
+
+// MarshalEnrolName encodes a device name as the fixed-size message an
+// enrolment request seals: header, then the name padded as a sealed box's
+// body (fcrypto.PadFixed) to EnrolNameSize bytes in all. The name must be
+// non-empty UTF-8 of at most MaxEnrolName bytes.
+func MarshalEnrolName(name string) ([]byte, error) {
+	if name == "" || !utf8.ValidString(name) {
+		return nil, fmt.Errorf("enrolment name: %w: want non-empty UTF-8", ErrMalformed)
+	}
+	if len(name) > MaxEnrolName {
+		return nil, fmt.Errorf("enrolment name: %w: longer than %d bytes", ErrTooLarge, MaxEnrolName)
+	}
+	e := &enc{}
+	e.header(MsgEnrolName)
+	body, err := fcrypto.PadFixed([]byte(name), EnrolNameSize-len(e.b))
+	if err != nil {
+		return nil, fmt.Errorf("enrolment name: %w", err)
+	}
+	e.raw(body)
+	return e.b, nil
+}
+
+// UnmarshalEnrolName decodes what MarshalEnrolName encodes, refusing any
+// other size, non-zero padding, an empty name or one that is not UTF-8.
+func UnmarshalEnrolName(b []byte) (string, error) {
+	d := &dec{b: b}
+	d.header(MsgEnrolName)
+	body := d.take(EnrolNameSize - 2)
+	if err := d.finish("enrolment name"); err != nil {
+		return "", err
+	}
+	name, err := fcrypto.Unpad(body)
+	if err != nil || len(name) == 0 || !utf8.Valid(name) {
+		return "", fmt.Errorf("enrolment name: %w", ErrMalformed)
+	}
+	return string(name), nil
 }
 
 // WrappedKey carries one epoch key wrapped (age) to one device. Its

@@ -90,6 +90,7 @@ func generateVectors(t *testing.T) []*genVector {
 	g.chains()
 	g.acceptance()
 	g.enrolments()
+	g.enrolNames()
 	g.wrappedKeys()
 	g.snapshots()
 	g.snapshotContents()
@@ -925,7 +926,9 @@ func (g *vectorGen) enrolments() {
 		var sealed bytes.Buffer
 		w, err := age.Encrypt(&sealed, coord.box.Recipient().Recipient())
 		require.NoError(t, err)
-		_, err = w.Write([]byte("Ada's laptop"))
+		name, err := MarshalEnrolName("Ada's laptop")
+		require.NoError(t, err)
+		_, err = w.Write(name)
 		require.NoError(t, err)
 		require.NoError(t, w.Close())
 		r := &Enrolment{Tenant: o.tenant, Request: testRequestID("new"), SignPub: dev.sign.Public(),
@@ -984,6 +987,44 @@ func (g *vectorGen) enrolments() {
 		binary.BigEndian.PutUint16(m[2+16+16+32:], MaxStringLen+1)
 		return v("too large", r.Code(), m, "recipient length above MaxStringLen")
 	})
+}
+
+// enrolNames: the fixed-size message an enrolment seals its device name in.
+func (g *vectorGen) enrolNames() {
+	t := g.t
+	v := func(expect string, m []byte, released, comment string) func() *genVector {
+		return func() *genVector {
+			return &genVector{format: "enrolment name", expect: expect, released: []byte(released), msgs: [][]byte{m}, comments: []string{comment}}
+		}
+	}
+	ok, err := MarshalEnrolName("Ada's laptop")
+	require.NoError(t, err)
+	long, err := MarshalEnrolName(strings.Repeat("ø", MaxEnrolName/2))
+	require.NoError(t, err)
+	g.vec("enrolname-ok", v("success", ok, "Ada's laptop", "a device name, padded to 256 bytes"))
+	g.vec("enrolname-longest", v("success", long, strings.Repeat("ø", MaxEnrolName/2), "the longest name: 250 bytes of UTF-8"))
+	withLen := func(n uint32) []byte {
+		m := clone(ok)
+		binary.BigEndian.PutUint32(m[2:], n)
+		return m
+	}
+	g.vec("enrolname-length-beyond", v("malformed", withLen(EnrolNameSize-2-4+1), "", "the length field runs past the message"))
+	empty := clone(ok)
+	clear(empty[2:])
+	g.vec("enrolname-empty", v("malformed", empty, "", "an empty name, all padding"))
+	nz := clone(ok)
+	nz[len(nz)-1] = 1
+	g.vec("enrolname-nonzero-padding", v("malformed", nz, "", "a non-zero byte in the padding"))
+	bad := withLen(1)
+	bad[6] = 0xff
+	clear(bad[7:])
+	g.vec("enrolname-not-utf8", v("malformed", bad, "", "a name that is not UTF-8"))
+	g.vec("enrolname-truncated", v("truncated", ok[:len(ok)-1], "", "255 bytes"))
+	g.vec("enrolname-trailing", v("trailing bytes", append(clone(ok), 0), "", "257 bytes"))
+	g.vec("enrolname-unknown-version", v("unknown version", withVersion(ok, 2), "", "version byte 2"))
+	wt := clone(ok)
+	wt[1] = byte(MsgEnrolment)
+	g.vec("enrolname-wrong-type", v("wrong type", wt, "", "an enrolment's type byte"))
 }
 
 func (g *vectorGen) wrappedKeys() {

@@ -137,6 +137,7 @@ var formats = map[string]formatSpec{
 	"chain":            {keys: []string{"org"}, optional: []string{"head", "at", "void"}, run: runChain},
 	"batch acceptance": {keys: []string{"org"}, run: runAcceptance},
 	"enrolment":        {lines: 1, keys: []string{"code"}, ageBased: true, run: runEnrolment},
+	"enrolment name":   {lines: 1, releases: true, run: runEnrolName},
 	"wrapped key":      {lines: 1, keys: []string{"identity", "commitment"}, releases: true, ageBased: true, run: runWrappedKey},
 	"snapshot":         {lines: 1, keys: []string{"signer", "epoch key"}, releases: true, run: runSnapshot},
 	"auth proof":       {lines: 1, keys: []string{"signer"}, run: runAuthProof},
@@ -554,6 +555,19 @@ func runEnrolment(t *testing.T, v *vector) ([]byte, error) {
 	require.Equal(t, v.msgs[0], r.Marshal(), "re-encoded enrolment")
 	require.Equal(t, code, r.Code(), "code")
 	return nil, nil
+}
+
+// runEnrolName releases the device name an enrolment sealed.
+func runEnrolName(t *testing.T, v *vector) ([]byte, error) {
+	name, err := UnmarshalEnrolName(v.msgs[0])
+	if err != nil {
+		require.Empty(t, name, "returned a name with an error")
+		return nil, err
+	}
+	re, err := MarshalEnrolName(name)
+	require.NoError(t, err)
+	require.Equal(t, v.msgs[0], re, "re-encoded enrolment name")
+	return []byte(name), nil
 }
 
 // runWrappedKey releases the epoch key's bytes.
