@@ -221,12 +221,10 @@ func OrgRecover(ctx context.Context, opts Options, relayURL string, org fcrypto.
 		return nil, err
 	}
 	c.SetTenant(tenant)
-	info, err := c.EnrolInfo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEnrolInfo(info, org, tenant); err != nil {
-		return nil, err
+	// The root signs only on a head it has verified; this first check
+	// refuses a lying relay before anything is made.
+	if _, err := rootVerifiedChain(ctx, c, rec, tenant, relayKey); err != nil {
+		return nil, fmt.Errorf("org recover: %w", err)
 	}
 	keys, err := fcrypto.NewDeviceKeys()
 	if err != nil {
@@ -244,7 +242,7 @@ func OrgRecover(ctx context.Context, opts Options, relayURL string, org fcrypto.
 	if err != nil {
 		return nil, err
 	}
-	if err := d.recoverDelegate(ctx, rec); err != nil {
+	if err := d.recoverDelegate(ctx, rec, relayKey); err != nil {
 		d.Close()
 		os.RemoveAll(opts.Home)
 		return nil, fmt.Errorf("org recover: %w", err)
@@ -288,19 +286,46 @@ func checkEnrolInfo(info [][]byte, org fcrypto.Fingerprint, tenant syncproto.Ten
 	return nil
 }
 
+// rootVerifiedChain reads the whole chain with the root key (the new
+// device cannot log in yet) and verifies it from the genesis against the
+// org fingerprint, as every device does: a relay that names a head it
+// forged, or a chain that does not verify up to it, is refused before the
+// root signs anything on it.
+func rootVerifiedChain(ctx context.Context, c *transport.Client, rec *Recovery, tenant syncproto.TenantID, relayKey fcrypto.PublicKey) (*syncproto.Chain, error) {
+	raws, err := c.RootChain(ctx, rec.root, relayKey)
+	if err != nil {
+		return nil, err
+	}
+	ch := syncproto.NewChain(rec.Fingerprint())
+	for i, raw := range raws {
+		if _, err := ch.Append(raw); err != nil {
+			return nil, fmt.Errorf("the relay's chain does not verify at statement %d: %w", i, err)
+		}
+	}
+	if ch.Len() == 0 || ch.Statement(0).Tenant != tenant {
+		return nil, errors.New("the relay sent no chain for this org")
+	}
+	if !ch.State().Relay.Equal(relayKey) {
+		return nil, errors.New("the relay's key is not the one registered for this org")
+	}
+	return ch, nil
+}
+
 // recoverDelegate has the root delegate this (new) device as a
-// coordinator, on top of the relay's current head.
-func (d *Device) recoverDelegate(ctx context.Context, rec *Recovery) error {
+// coordinator, on top of the head of the chain it has just verified; the
+// statement must verify on that chain before it is sent.
+func (d *Device) recoverDelegate(ctx context.Context, rec *Recovery, relayKey fcrypto.PublicKey) error {
 	c, err := d.client()
 	if err != nil {
 		return err
 	}
 	body := &syncproto.CoordinatorDelegated{Device: d.pc.device, SignPub: d.kf.Sign.Public(), Box: d.kf.Box.Recipient().String()}
 	for attempt := 0; attempt < 5; attempt++ {
-		_, head, err := c.EnrolInfoHead(ctx)
+		ch, err := rootVerifiedChain(ctx, c, rec, d.pc.tenant, relayKey)
 		if err != nil {
 			return err
 		}
+		head, _ := ch.Head()
 		st := &syncproto.Statement{Tenant: d.pc.tenant, Pos: head.Pos + 1, Prev: head.Hash, Signer: syncproto.SignerRoot,
 			TimeMS: uint64(d.opts.now().UnixMilli()), Body: body}
 		if err := st.Sign(rec.root); err != nil {
@@ -309,6 +334,9 @@ func (d *Device) recoverDelegate(ctx context.Context, rec *Recovery) error {
 		raw, err := st.Marshal()
 		if err != nil {
 			return err
+		}
+		if _, err := ch.Append(raw); err != nil {
+			return fmt.Errorf("the delegation does not verify on the chain: %w", err)
 		}
 		if _, err := c.PostRootStatement(ctx, raw); err != nil {
 			var we *syncproto.Error

@@ -87,6 +87,15 @@
 //	     without a login (org recover: the root signature is the
 //	     credential); anything else 401 unauthorized. Errors as for
 //	     POST /chain.
+//	POST /v1/t/{tenant}/chain/root-read?from=N&limit=M   body: AuthProof
+//	     200 {"statements": [b64...], "head": pos}, as GET /chain, for the
+//	     holder of the org root key, who has no device yet: org recover
+//	     verifies the whole chain before the root signs on its head. The
+//	     proof names this tenant, the zero device id
+//	     (d_aaaaaaaaaaaaaaaaaaaaaaaaaa, also sent to /auth/challenge) and
+//	     this relay's key, is signed by the root key from the genesis over
+//	     an unused nonce, and SignedMS is within 5 minutes of the relay's
+//	     clock; one nonce reads one page. Anything else 401 unauthorized.
 //
 // # Authenticated routes
 //

@@ -202,6 +202,7 @@ func (r *Relay) routes() *echo.Echo {
 	e.POST(t+"/auth/challenge", r.challenge, r.byAddr)
 	e.POST(t+"/auth/token", r.token, r.byAddr)
 	e.POST(t+"/chain/root", r.postRootStatement, r.byAddr)
+	e.POST(t+"/chain/root-read", r.rootReadChain, r.byAddr)
 
 	anyDevice, coord := false, true
 	e.GET(t+"/chain", r.authed(anyDevice, r.getChain))

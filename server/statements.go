@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/server/store"
 	"github.com/fristed/fristed/syncproto"
 )
@@ -177,4 +178,66 @@ func (r *Relay) pruneTo(ctx context.Context, tenant syncproto.TenantID, cs *sync
 		return err
 	}
 	return nil
+}
+
+// rootReadChain answers POST /v1/t/{tenant}/chain/root-read: a page of the
+// chain for the holder of the org root key, who has no device yet (org
+// recover verifies the whole chain before the root signs on its head). The
+// body is an AuthProof for the zero device id, signed by the root key over
+// a nonce from /auth/challenge; a nonce serves one page.
+func (r *Relay) rootReadChain(c echo.Context) error {
+	ctx := c.Request().Context()
+	tid, err := tenantParam(c)
+	if err != nil {
+		return err
+	}
+	from, err := uintQuery(c, "from", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := uintQuery(c, "limit", maxChainLimit)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > maxChainLimit {
+		limit = maxChainLimit
+	}
+	raw, err := readBody(c, maxAuthBody)
+	if err != nil {
+		return err
+	}
+	proof, err := syncproto.UnmarshalAuthProof(raw)
+	if err != nil {
+		return decodeError("auth proof", err)
+	}
+	denied := wire(syncproto.CodeUnauthorized, "chain read refused")
+	if proof.Tenant != tid || proof.Device != (syncproto.DeviceID{}) || !proof.Relay.Equal(r.signer.Public()) {
+		return denied
+	}
+	if err := r.st.ConsumeChallenge(ctx, proof.Nonce, r.now()); errors.Is(err, store.ErrNotFound) {
+		return denied
+	} else if err != nil {
+		return storeError(err)
+	}
+	t, err := r.tenants.get(ctx, tid)
+	if errors.Is(err, errUnknownTenant) {
+		return denied
+	} else if err != nil {
+		return err
+	}
+	var root fcrypto.PublicKey
+	t.read(func(ch *syncproto.Chain) { root = ch.State().Root })
+	if proof.Verify(root) != nil {
+		return denied
+	}
+	signed := time.UnixMilli(int64(min(proof.SignedMS, 1<<62)))
+	if d := r.now().Sub(signed); d > authSkew || d < -authSkew {
+		return wire(syncproto.CodeUnauthorized, "chain read refused: check this laptop's clock")
+	}
+	raws, head := t.statements(syncproto.ChainPos(from), int(limit))
+	out := make([]string, len(raws))
+	for i, raw := range raws {
+		out[i] = base64.StdEncoding.EncodeToString(raw)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"statements": out, "head": uint64(head)})
 }

@@ -517,6 +517,49 @@ func (c *Client) Chain(ctx context.Context, from syncproto.ChainPos) ([][]byte, 
 	}
 }
 
+// RootChain fetches the whole chain as the holder of the org root key,
+// which has no device: each page is read with an auth proof for the zero
+// device id, signed by root over a fresh nonce (org recover).
+func (c *Client) RootChain(ctx context.Context, root *fcrypto.SigningKey, relayKey fcrypto.PublicKey) ([][]byte, error) {
+	var all [][]byte
+	var from syncproto.ChainPos
+	for {
+		var ch struct {
+			Nonce string `json:"nonce"`
+		}
+		req, _ := json.Marshal(map[string]string{"device": syncproto.DeviceID{}.String()})
+		if _, _, err := c.do(ctx, http.MethodPost, c.tpath("/auth/challenge"), nil, req, "application/json", false, &ch); err != nil {
+			return nil, fmt.Errorf("fetch chain: %w", err)
+		}
+		nb, err := base64.StdEncoding.DecodeString(ch.Nonce)
+		if err != nil || len(nb) != 32 {
+			return nil, errors.New("fetch chain: malformed challenge")
+		}
+		proof := &syncproto.AuthProof{Tenant: c.tenant, Relay: relayKey, SignedMS: uint64(c.now().UnixMilli())}
+		copy(proof.Nonce[:], nb)
+		if err := proof.Sign(root); err != nil {
+			return nil, err
+		}
+		q := url.Values{"from": {strconv.FormatUint(uint64(from), 10)}, "limit": {"1000"}}
+		var out struct {
+			Statements []string `json:"statements"`
+			Head       uint64   `json:"head"`
+		}
+		if _, _, err := c.do(ctx, http.MethodPost, c.tpath("/chain/root-read"), q, proof.Marshal(), "application/octet-stream", false, &out); err != nil {
+			return nil, fmt.Errorf("fetch chain: %w", err)
+		}
+		page, err := unb64All(out.Statements)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) == 0 || uint64(from)+uint64(len(page)) > out.Head {
+			return all, nil
+		}
+		from += syncproto.ChainPos(len(page))
+	}
+}
+
 // PostStatement appends a statement to the chain.
 func (c *Client) PostStatement(ctx context.Context, raw []byte) (syncproto.ChainPos, error) {
 	var out struct {
