@@ -33,6 +33,10 @@ type Config struct {
 	RelayPin  string `json:"relay_pin"` // TLS public-key pin ("" for loopback http)
 	RelayKey  string `json:"relay_key"` // relay signing key
 	RequestID string `json:"request_id,omitempty"`
+	// While pending: the coordinator devices the name was sealed to and
+	// the request's time, checked against the verified chain once approved.
+	SealedTo  []string `json:"sealed_to,omitempty"`
+	RequestMS uint64   `json:"request_ms,omitempty"`
 }
 
 func (c *Config) marshal() []byte {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"time"
 	"unicode/utf8"
 
 	"filippo.io/age"
@@ -54,7 +56,7 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	if err != nil {
 		return nil, "", err
 	}
-	coords, err := coordinatorRecipients(info, p.Org, tenant)
+	coords, sealedTo, err := coordinatorRecipients(info, p.Org, tenant)
 	if err != nil {
 		return nil, "", fmt.Errorf("device init: %w", err)
 	}
@@ -83,7 +85,8 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	}
 	devID := syncproto.DeviceIDFromKey(keys.Sign.Public())
 	cfg := &Config{Tenant: tenant.String(), Org: p.Org.String(), Device: devID.String(), Name: p.Name,
-		Role: RolePending, RelayURL: c.URL(), RelayPin: c.Pin(), RelayKey: relayKey.String(), RequestID: req.Request.String()}
+		Role: RolePending, RelayURL: c.URL(), RelayPin: c.Pin(), RelayKey: relayKey.String(), RequestID: req.Request.String(),
+		SealedTo: sealedTo, RequestMS: req.CreatedMS}
 	d, err := create(opts, keys, cfg)
 	if err != nil {
 		return nil, "", err
@@ -101,22 +104,34 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 
 // coordinatorRecipients verifies the root-signed statements a relay gave a
 // new device against the org fingerprint and returns the recipients of the
-// coordinator devices that are not revoked.
-func coordinatorRecipients(info [][]byte, org fcrypto.Fingerprint, tenant syncproto.TenantID) ([]age.Recipient, error) {
+// coordinator devices that are not revoked, and their ids.
+//
+// The statements are not hash-linked (a device that is not enrolled may not
+// read the rest of the chain), so a relay can leave out a coordinator's
+// revocation here. That cannot be seen before sealing; the device checks it
+// once approved, against the whole verified chain (checkSealedTo).
+func coordinatorRecipients(info [][]byte, org fcrypto.Fingerprint, tenant syncproto.TenantID) ([]age.Recipient, []string, error) {
 	if err := checkEnrolInfo(info, org, tenant); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g, _ := syncproto.UnmarshalStatement(info[0])
 	root := g.Body.(*syncproto.TenantCreated).Root
 	boxes := map[syncproto.DeviceID]string{}
+	last := g.Pos
 	for _, raw := range info[1:] {
 		st, err := syncproto.UnmarshalStatement(raw)
 		if err != nil || st.Signer != syncproto.SignerRoot || st.Tenant != tenant {
-			return nil, errors.New("malformed enrolment info")
+			return nil, nil, errors.New("malformed enrolment info")
 		}
 		if err := st.VerifySig(root); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		// In chain order, each once: a relay may not replay an old
+		// delegation after the revocation that ended it.
+		if st.Pos <= last {
+			return nil, nil, errors.New("the relay sent the org's root statements out of order")
+		}
+		last = st.Pos
 		switch b := st.Body.(type) {
 		case *syncproto.CoordinatorDelegated:
 			boxes[b.Device] = b.Box
@@ -125,17 +140,47 @@ func coordinatorRecipients(info [][]byte, org fcrypto.Fingerprint, tenant syncpr
 		}
 	}
 	var out []age.Recipient
-	for _, box := range boxes {
+	var ids []string
+	for id, box := range boxes {
 		r, err := fcrypto.ParseBoxRecipient(box)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, r.Recipient())
+		ids = append(ids, id.String())
 	}
 	if len(out) == 0 {
-		return nil, errors.New("the org has no coordinator device")
+		return nil, nil, errors.New("the org has no coordinator device")
 	}
-	return out, nil
+	sort.Strings(ids)
+	return out, ids, nil
+}
+
+// checkSealedTo runs once the device is approved and holds the verified
+// chain: a coordinator device it sealed its name to that a root-signed
+// revocation dated before the request had already revoked means the relay
+// hid that revocation at device init, and whoever holds that laptop may
+// have read this device's name. Said in a notice; nothing else leaked
+// (the approval itself came through the verified chain).
+func (d *Device) checkSealedTo() {
+	if len(d.cfg.SealedTo) == 0 {
+		return
+	}
+	sealed := map[syncproto.DeviceID]bool{}
+	for _, s := range d.cfg.SealedTo {
+		if id, err := syncproto.ParseDeviceID(s); err == nil {
+			sealed[id] = true
+		}
+	}
+	for pos := 0; pos < d.chain.Len(); pos++ {
+		st := d.chain.Statement(syncproto.ChainPos(pos))
+		rv, ok := st.Body.(*syncproto.DeviceRevoked)
+		if !ok || !sealed[rv.Device] || st.TimeMS+uint64(MaxClockSkew.Milliseconds()) >= d.cfg.RequestMS {
+			continue
+		}
+		d.opts.notice("warning: at device init the relay hid the revocation of coordinator laptop %s (revoked %s), and this laptop's name was sealed to it: tell a coordinator",
+			rv.Device, time.UnixMilli(int64(st.TimeMS)).UTC().Format(time.RFC3339))
+	}
 }
 
 func sealTo(plain []byte, rs []age.Recipient) ([]byte, error) {
@@ -179,7 +224,8 @@ func (d *Device) checkApproved(ctx context.Context) error {
 	if info.Role == syncproto.RoleCoordinator {
 		d.cfg.Role = RoleCoordinator
 	}
-	d.cfg.RequestID = ""
+	d.checkSealedTo()
+	d.cfg.RequestID, d.cfg.SealedTo, d.cfg.RequestMS = "", nil, 0
 	return d.updateConfig()
 }
 

@@ -65,8 +65,9 @@
 //	GET  /v1/t/{tenant}/enrol-info
 //	     200 {"statements": [b64...], "head": {"pos": N, "hash": "h_..."}}:
 //	     the genesis and every root-signed statement (coordinator
-//	     delegations and revocations), what a new device needs to seal its
-//	     name to the coordinators, and the head a root statement extends.
+//	     delegations and revocations) in chain order, what a new device
+//	     needs to seal its name to the coordinators, and the head a root
+//	     statement extends.
 //	     404 not_found for an unknown tenant.
 //	POST /v1/t/{tenant}/enrolments          body: Enrolment bytes
 //	     201 {"request": "r_..."}. The self-signature is verified (422
