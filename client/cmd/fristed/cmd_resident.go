@@ -181,7 +181,11 @@ func (e *env) parseFields(kind string, args []string) (map[string]string, error)
 		if _, dup := fields[k]; dup {
 			return nil, usagef("field %s given twice", k)
 		}
-		if !strings.HasPrefix(v, "@") && sealedField(kind, k) {
+		if v == "@" {
+			return nil, usagef("%s=@: name a file after @, or give @- to read stdin", k)
+		}
+		// An empty value clears the field and reveals nothing.
+		if v != "" && !strings.HasPrefix(v, "@") && sealedField(kind, k) {
 			return nil, usagef("%s is sealed: give it as %s=@- (typed on stdin) or %s=@FILE, never on the command line", k, k, k)
 		}
 		fields[k] = v

@@ -31,6 +31,8 @@ func TestParseFieldsSources(t *testing.T) {
 		{kind: "resident", args: []string{"secret_address=@-"}, stdin: "Fjellveien 17B\n", want: "Fjellveien 17B"},
 		{kind: "resident", args: []string{"language=Dari"}, want: "Dari"},
 		{kind: "resident", args: []string{"secret_address=Fjellveien"}, err: "secret_address is sealed"},
+		{kind: "resident", args: []string{"aliases="}, want: ""}, // clearing reveals nothing
+		{kind: "resident", args: []string{"aliases=@"}, err: "aliases=@: name a file after @, or give @- to read stdin"},
 		{kind: "resident", args: []string{"secret_address=@-"}, stdin: big, err: "read secret_address from stdin: longer than 1048576 bytes"},
 		{kind: "resident", args: []string{"secret_address=@" + filepath.Join(dir, "big")}, err: "longer than 1048576 bytes"},
 		{kind: "child", args: []string{"name=Ali"}, err: "name is sealed"},
