@@ -235,7 +235,8 @@ The same schema is available to code as ` + "`replica.Schema()`" + ` (kinds, fie
 enum values), for the CLI, the web UI and the docs.
 
 Every value is a string. Sealed fields are shown as ` + "`" + Masked + "`" + ` unless revealed (and every
-reveal is audited). Required fields must be given when a record is added and cannot be cleared;
+reveal is audited); the CLI takes them only from stdin (` + "`FIELD=@-`" + `) or a file (` + "`FIELD=@FILE`" + `),
+never inline, so they stay out of shell history. Required fields must be given when a record is added and cannot be cleared;
 setting an optional field to the empty string clears it.
 
 ## Classes
