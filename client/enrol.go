@@ -309,9 +309,11 @@ func (d *Device) Approve(ctx context.Context, p ApproveParams) (syncproto.Device
 	}
 	if p.Coordinator {
 		body := &syncproto.CoordinatorDelegated{Device: devID, SignPub: req.SignPub, Box: req.Box}
-		if _, err := d.postStatement(ctx, body, p.Recovery.root); err != nil {
+		s, err := d.postStatement(ctx, body, p.Recovery.root)
+		if err != nil {
 			return syncproto.DeviceID{}, err
 		}
+		p.Recovery.remember(&d.opts, s.Pos, mustHash(d.chain, s.Pos))
 	} else {
 		c := req.Commitment()
 		body := &syncproto.DeviceEnrolled{Device: devID, Worker: worker, SignPub: req.SignPub, Box: req.Box, Commitment: syncproto.Hash(c)}

@@ -20,12 +20,26 @@ type recoveryMeta struct {
 	RelayURL string `json:"relay_url"`
 	RelayPin string `json:"relay_pin"`
 	RelayKey string `json:"relay_key"`
+	// LastRoot is the newest root-signed statement made with this file
+	// (chain position and hash): org recover refuses a chain without it,
+	// so a relay cannot roll the chain back past, say, a coordinator's
+	// revocation. Absent until the file is first used.
+	LastRoot *recoveryHead `json:"last_root,omitempty"`
+}
+
+type recoveryHead struct {
+	Pos  uint64 `json:"pos"`
+	Hash string `json:"hash"`
 }
 
 // Recovery is an opened recovery file: the org root key.
 type Recovery struct {
 	root *fcrypto.SigningKey
 	meta recoveryMeta
+	kf   *fcrypto.KeyFile
+	path string // where to record LastRoot; "" for none
+	pass []byte
+	work int // the file's scrypt cost, kept when it is rewritten
 }
 
 // OpenRecovery decrypts a recovery file.
@@ -42,7 +56,55 @@ func OpenRecovery(path string, pass []byte) (*Recovery, error) {
 	if err := json.Unmarshal(kf.Meta, &m); err != nil || m.Version != 1 {
 		return nil, errors.New("open recovery file: malformed")
 	}
-	return &Recovery{root: kf.Sign, meta: m}, nil
+	if m.LastRoot != nil {
+		if _, err := syncproto.ParseHash(m.LastRoot.Hash); err != nil {
+			return nil, errors.New("open recovery file: malformed")
+		}
+	}
+	work, err := fcrypto.KeyFileWorkFactor(data)
+	if err != nil {
+		return nil, fmt.Errorf("open recovery file: %w", err)
+	}
+	return &Recovery{root: kf.Sign, meta: m, kf: kf, path: path, pass: append([]byte(nil), pass...), work: work}, nil
+}
+
+// remember records a root-signed statement just appended as the file's
+// LastRoot (rewritten atomically, same passphrase and cost). The statement
+// stands either way: a file that cannot be written (read-only media) only
+// weakens a later org recover's rollback check, which the notice says.
+func (r *Recovery) remember(opts *Options, pos syncproto.ChainPos, h syncproto.Hash) {
+	if r.path == "" || (r.meta.LastRoot != nil && r.meta.LastRoot.Pos > uint64(pos)) {
+		return
+	}
+	m := r.meta
+	m.LastRoot = &recoveryHead{Pos: uint64(pos), Hash: h.String()}
+	mb, _ := json.Marshal(m)
+	kf := *r.kf
+	kf.Meta = mb
+	enc, err := fcrypto.EncryptKeyFile(&kf, r.pass, r.work)
+	if err == nil {
+		err = writeFileAtomic(r.path, enc)
+	}
+	if err != nil {
+		opts.notice("could not record chain position %d in the recovery file (%v): org recover will not detect a rollback past it", pos, err)
+		return
+	}
+	r.meta = m
+}
+
+// checkLastRoot refuses a chain that lacks the newest root statement this
+// recovery file made.
+func (r *Recovery) checkLastRoot(ch *syncproto.Chain) error {
+	lr := r.meta.LastRoot
+	if lr == nil {
+		return nil
+	}
+	want, _ := syncproto.ParseHash(lr.Hash)
+	if got, ok := ch.HashAt(syncproto.ChainPos(lr.Pos)); !ok || got != want {
+		return fmt.Errorf("%w: the relay's chain lacks the root statement this recovery file signed at position %d (a rollback or fork)",
+			syncproto.ErrRollback, lr.Pos)
+	}
+	return nil
 }
 
 // Fingerprint returns the org fingerprint the recovery file belongs to.
@@ -308,6 +370,9 @@ func rootVerifiedChain(ctx context.Context, c *transport.Client, rec *Recovery, 
 	if !ch.State().Relay.Equal(relayKey) {
 		return nil, errors.New("the relay's key is not the one registered for this org")
 	}
+	if err := rec.checkLastRoot(ch); err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 
@@ -345,6 +410,7 @@ func (d *Device) recoverDelegate(ctx context.Context, rec *Recovery, relayKey fc
 			}
 			return err
 		}
+		rec.remember(&d.opts, st.Pos, syncproto.HashStatement(raw))
 		return nil
 	}
 	return errors.New("the chain kept moving; try again")

@@ -68,13 +68,17 @@ func (d *Device) Revoke(ctx context.Context, p RevokeParams) (RevokeResult, erro
 	if p.CompromisedSince != nil {
 		body.HasCompromisedSince, body.CompromisedSince = true, *p.CompromisedSince
 	}
+	var s *syncproto.Statement
 	if root != nil {
-		_, err = d.postStatement(ctx, body, root.root)
+		s, err = d.postStatement(ctx, body, root.root)
 	} else {
-		_, err = d.postStatement(ctx, body, nil)
+		s, err = d.postStatement(ctx, body, nil)
 	}
 	if err != nil {
 		return res, err
+	}
+	if root != nil {
+		root.remember(&d.opts, s.Pos, mustHash(d.chain, s.Pos))
 	}
 	res.Device = id
 	// Re-key every stream the device held a key of, and with a

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"filippo.io/age"
 )
@@ -217,6 +219,26 @@ func DecryptKeyFile(data, passphrase []byte, want KeyKind) (*KeyFile, error) {
 		return nil, fmt.Errorf("%w: %s, want %s", ErrKeyFileKind, kf.Kind, want)
 	}
 	return kf, nil
+}
+
+// KeyFileWorkFactor returns the scrypt cost (log2 N) a key file was
+// encrypted with, from its age header, so the file can be rewritten at the
+// same cost.
+func KeyFileWorkFactor(data []byte) (int, error) {
+	for _, line := range strings.Split(string(data[:min(len(data), 4096)]), "\n") {
+		if line == "---" || strings.HasPrefix(line, "--- ") {
+			break
+		}
+		f := strings.Fields(line)
+		if len(f) == 4 && f[0] == "->" && f[1] == "scrypt" {
+			n, err := strconv.Atoi(f[3])
+			if err != nil || n < 1 || n > maxWorkFactor || strconv.Itoa(n) != f[3] {
+				break
+			}
+			return n, nil
+		}
+	}
+	return 0, ErrKeyFileFormat
 }
 
 // ChangePassphrase re-encrypts a key file under a new passphrase.

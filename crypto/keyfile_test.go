@@ -241,3 +241,24 @@ func TestDecryptKeyFileNotScrypt(t *testing.T) {
 		t.Errorf("got (%v, %v), want (nil, %v)", kf, err, ErrWrongPassphrase)
 	}
 }
+
+// TestKeyFileWorkFactor reads back the scrypt cost a key file was written
+// at, and refuses a file that is not an age scrypt file.
+func TestKeyFileWorkFactor(t *testing.T) {
+	kf, err := NewDeviceKeys()
+	require.NoError(t, err)
+	for _, wf := range []int{1, 10, 12} {
+		enc, err := EncryptKeyFile(kf, []byte("pass"), wf)
+		require.NoError(t, err)
+		got, err := KeyFileWorkFactor(enc)
+		if err != nil || got != wf {
+			t.Fatalf("work factor %d: got (%d, %v)", wf, got, err)
+		}
+	}
+	for _, bad := range []string{"", "age-encryption.org/v1\n-> X25519 abc\n--- x\n", "age-encryption.org/v1\n-> scrypt c2FsdA 99\n--- x\n",
+		"age-encryption.org/v1\n-> scrypt c2FsdA 010\n--- x\n", "age-encryption.org/v1\n---\n-> scrypt c2FsdA 10\n"} {
+		if _, err := KeyFileWorkFactor([]byte(bad)); !errors.Is(err, ErrKeyFileFormat) {
+			t.Fatalf("KeyFileWorkFactor(%q): got %v, want ErrKeyFileFormat", bad, err)
+		}
+	}
+}

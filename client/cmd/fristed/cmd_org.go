@@ -56,7 +56,10 @@ new laptops need (fristed device init --org).`,
 		name:    "org recover",
 		summary: "enrol this laptop as a new coordinator with the recovery file",
 		usage:   "--org FINGERPRINT --recovery FILE [--relay URL] [--recovery-passphrase-file F]",
-		help:    `For when the last coordinator laptop is lost: the org root key in the recovery file delegates this laptop.`,
+		help: `For when the last coordinator laptop is lost: the org root key in the recovery file delegates this laptop,
+after verifying the whole chain. Every command that makes the root sign (this one, device approve
+--coordinator, device revoke --recovery) records the statement in the recovery file, and org recover
+refuses a chain without it; keep the file writable while it is used.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("relay", "", "relay URL (default: the one recorded in the recovery file)")
 			fs.String("org", "", "the org fingerprint")
