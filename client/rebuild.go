@@ -68,6 +68,15 @@ func (d *Device) checkVoids() error {
 		}
 	}
 	rows.Close()
+	// A stream started from a countersigned snapshot the chain now voids
+	// holds whatever that snapshot held, vouched for by no one.
+	bases, err := d.voidBases()
+	if err != nil {
+		return err
+	}
+	for _, sid := range bases {
+		affected[sid] = true
+	}
 	for sid := range affected {
 		if err := d.startRebuild(sid); err != nil {
 			return err
@@ -85,6 +94,9 @@ func (d *Device) startRebuild(sid syncproto.StreamID) error {
 	}
 	if _, err := d.db().Exec(`DELETE FROM local_cursor WHERE stream = ?`, sid[:]); err != nil {
 		return fmt.Errorf("rebuild %s: %w", sid, err)
+	}
+	if err := d.forgetBase(sid); err != nil {
+		return err
 	}
 	if _, err := d.db().Exec(`DELETE FROM local_authors WHERE stream = ? AND device != ?`, sid[:], d.pc.device[:]); err != nil {
 		return fmt.Errorf("rebuild %s: %w", sid, err)

@@ -91,20 +91,47 @@ func (d *Device) snapshots(ctx context.Context) error {
 		if h.Head <= base+every {
 			continue
 		}
-		if d.cfg.Role == RoleCoordinator {
-			err = d.checkSnapshot(ctx, c, s, base)
-		} else {
+		// Workers post and coordinators check; a stream no worker device
+		// reads is posted by a coordinator device (checked by another one
+		// if there is another, see checkSnapshot).
+		if d.cfg.Role == RoleWorker || workerless(d.chain.State(), str) {
 			err = d.postSnapshot(ctx, c, s, known[s], h.Head)
+			if errors.Is(err, ErrNoKey) {
+				d.opts.notice("%v; no snapshot of that stream for now", err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if errors.Is(err, ErrNoKey) {
-			d.opts.notice("%v; no snapshot of that stream for now", err)
-			continue
-		}
-		if err != nil {
-			return err
+		if d.cfg.Role == RoleCoordinator {
+			err = d.checkSnapshot(ctx, c, s, base, h.Pruned)
+			if errors.Is(err, ErrNoKey) {
+				d.opts.notice("%v; no snapshot of that stream for now", err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// workerless reports whether no worker device is in a stream's current
+// epoch (a resident nobody is assigned to, say): only coordinator devices
+// can post its snapshots.
+func workerless(st *syncproto.State, str *syncproto.StreamInfo) bool {
+	cur := str.Current()
+	if cur == nil {
+		return false
+	}
+	for _, dev := range cur.Devices {
+		if info := st.Devices[dev]; info != nil && info.Role == syncproto.RoleWorker {
+			return false
+		}
+	}
+	return true
 }
 
 // postSnapshot posts a snapshot of stream at head if this device is up to
@@ -263,39 +290,28 @@ func (d *Device) countersigned(ctx context.Context, c *transport.Client, s syncp
 	return d.openSnapshot(sn, s)
 }
 
-// untainted refuses snapshot content that holds batches by a device the
-// chain now voids or calls compromised: they may be batches every replica
-// must now do without (rebuild.go), and merged state cannot be taken
-// apart. Such a snapshot was countersigned before the revocation.
-func (d *Device) untainted(s syncproto.StreamID, c *syncproto.SnapshotContent) error {
-	st := d.chain.State()
-	for _, a := range c.Authors {
-		if info := st.Devices[a.Device]; info == nil || info.HasCompromisedSince {
-			return snapshotRefused(s, "the countersigned snapshot holds edits by device %s, since revoked as compromised", a.Device)
-		}
-	}
-	return nil
-}
-
-// startFromSnapshot loads the countersigned snapshot of stream s when this
-// device has nothing of the stream yet, or the relay pruned past its
-// cursor; it returns the cursor to pull from.
+// startFromSnapshot loads the newest usable countersigned snapshot of
+// stream s (snapbase.go) when this device has nothing of the stream yet
+// (new to it, or rebuilding it), or the relay pruned past its cursor; it
+// returns the cursor to pull from. With the history there and no usable
+// snapshot, it is replayed from the start; with the history pruned and no
+// usable snapshot, errNoUsableSnapshot says so and the stream waits.
 func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, cursor syncproto.Seq, h transport.StreamHead) (syncproto.Seq, error) {
-	str := d.chain.State().Streams[s]
-	if str == nil || str.Countersigned == nil {
+	if cursor > 0 && h.Pruned <= cursor {
 		return cursor, nil
 	}
-	cs := str.Countersigned
-	if cs.Seq <= cursor || (cursor > 0 && h.Pruned <= cursor) {
+	if len(d.countersignatures(s)) == 0 {
 		return cursor, nil
 	}
-	content, err := d.countersigned(ctx, c, s, cs)
+	from := max(h.Pruned, cursor+1)
+	cand, content, err := d.usableSnapshot(ctx, c, s, from, ^syncproto.Seq(0))
+	if (errors.Is(err, errNoUsableSnapshot) || errors.Is(err, ErrSnapshot)) && h.Pruned <= cursor {
+		return cursor, nil // the whole history is there: replay it
+	}
 	if err != nil {
 		return cursor, err
 	}
-	if err := d.untainted(s, content); err != nil {
-		return cursor, err
-	}
+	cs := cand.cs
 	// Merged, not replaced: whatever this device already holds of the
 	// stream (its own edits included) stays, as if the history had been
 	// replayed.
@@ -319,6 +335,9 @@ func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s s
 	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_cursor (stream, seq) VALUES (?, ?)`, s[:], int64(cs.Seq)); err != nil {
 		return cursor, err
 	}
+	if err := d.recordBase(s, cand.pos); err != nil {
+		return cursor, err
+	}
 	d.dirty = true
 	return cs.Seq, nil
 }
@@ -327,8 +346,12 @@ func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s s
 // last countersigned one and not checked before: it rebuilds the stream up
 // to the snapshot from verified history and countersigns the snapshot if
 // the canonical contents are identical. A snapshot that does not match is
-// reported and remembered, never countersigned.
-func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, base syncproto.Seq) error {
+// reported and remembered, never countersigned. A coordinator device
+// checks its own snapshot only if it is the only active one; a check
+// during which a compromised-since revocation arrived is not posted (it
+// is done again at the next sync).
+func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, base, pruned syncproto.Seq) error {
+	vm := voidMark(d.chain)
 	raw, err := c.GetSnapshot(ctx, s)
 	if isSnapshotNotFound(err) {
 		return nil
@@ -342,6 +365,9 @@ func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncp
 	}
 	if sn.Seq <= base {
 		return nil
+	}
+	if sn.Author == d.pc.device && len(d.chain.State().ActiveCoordinators()) > 1 {
+		return nil // another coordinator device checks it
 	}
 	h := sn.Hash()
 	mark := "snapshot-checked/" + h.String()
@@ -358,7 +384,11 @@ func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncp
 	} else if err != nil {
 		return err
 	}
-	want, err := d.rebuild(ctx, c, s, sn.Seq)
+	want, err := d.rebuild(ctx, c, s, sn.Seq, pruned)
+	if errors.Is(err, errNoUsableSnapshot) {
+		d.opts.notice("snapshot of %s after batch %d not checked: the history is pruned and there is %v", s, sn.Seq, err)
+		return nil
+	}
 	if errors.Is(err, ErrSnapshot) || errors.Is(err, ErrHistory) {
 		return verdict(fmt.Errorf("%w: stream %s: the history does not rebuild: %v", ErrSnapshot, s, err))
 	} else if err != nil {
@@ -375,8 +405,12 @@ func (d *Device) checkSnapshot(ctx context.Context, c *transport.Client, s syncp
 	if !bytes.Equal(gotRaw, wantRaw) {
 		return verdict(snapshotRefused(s, "the snapshot by device %s after batch %d does not match the history", sn.Author, sn.Seq))
 	}
-	if _, err := d.postStatement(ctx, &syncproto.SnapshotCountersigned{Stream: s, Seq: sn.Seq, Snapshot: h}, nil); err != nil {
+	posted, err := d.postCountersignature(ctx, &syncproto.SnapshotCountersigned{Stream: s, Seq: sn.Seq, Snapshot: h}, vm)
+	if err != nil {
 		return fmt.Errorf("countersign snapshot of %s: %w", s, err)
+	}
+	if !posted {
+		return nil
 	}
 	return d.putMeta(mark, []byte{1})
 }
@@ -388,10 +422,11 @@ type authorPos struct {
 }
 
 // rebuild makes the state of stream s after batch upto in a scratch
-// replica: from the last countersigned snapshot before it (checked as an
-// onboarding device checks it) or from the start, plus every batch after
-// it, each verified and applied by the rules pull uses (applyPulled).
-func (d *Device) rebuild(ctx context.Context, c *transport.Client, s syncproto.StreamID, upto syncproto.Seq) (*syncproto.SnapshotContent, error) {
+// replica: from the newest usable countersigned snapshot before it
+// (snapbase.go, checked as an onboarding device checks it) or, if the
+// relay has not pruned, from the start, plus every batch after it, each
+// verified and applied by the rules pull uses (applyPulled).
+func (d *Device) rebuild(ctx context.Context, c *transport.Client, s syncproto.StreamID, upto, pruned syncproto.Seq) (*syncproto.SnapshotContent, error) {
 	scratch, err := replica.New()
 	if err != nil {
 		return nil, err
@@ -399,21 +434,22 @@ func (d *Device) rebuild(ctx context.Context, c *transport.Client, s syncproto.S
 	defer scratch.Close()
 	authors := map[syncproto.DeviceID]authorPos{}
 	var after syncproto.Seq
-	if cs := d.chain.State().Streams[s].Countersigned; cs != nil && cs.Seq < upto {
-		prev, err := d.countersigned(ctx, c, s, cs)
-		if err != nil {
+	if len(d.countersignatures(s)) > 0 {
+		cand, prev, err := d.usableSnapshot(ctx, c, s, pruned, upto-1)
+		if (errors.Is(err, errNoUsableSnapshot) || errors.Is(err, ErrSnapshot)) && pruned == 0 {
+			prev, err = nil, nil // the whole history is there
+		} else if err != nil {
 			return nil, err
 		}
-		if err := d.untainted(s, prev); err != nil {
-			return nil, err
+		if prev != nil {
+			if err := scratch.Import(prev); err != nil {
+				return nil, err
+			}
+			for _, a := range prev.Authors {
+				authors[a.Device] = authorPos{a.Counter, a.Last}
+			}
+			after = cand.cs.Seq
 		}
-		if err := scratch.Import(prev); err != nil {
-			return nil, err
-		}
-		for _, a := range prev.Authors {
-			authors[a.Device] = authorPos{a.Counter, a.Last}
-		}
-		after = cs.Seq
 	}
 	var head syncproto.Hash
 	for after < upto {

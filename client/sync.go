@@ -485,7 +485,7 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 		// serves wrong is refused and reported, and the stream waits.
 		from, err := d.startFromSnapshot(ctx, c, s, known[s], h)
 		switch {
-		case errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey):
+		case errors.Is(err, ErrSnapshot) || errors.Is(err, ErrNoKey) || errors.Is(err, errNoUsableSnapshot):
 			d.opts.notice("%v", err)
 			if errors.Is(err, ErrSnapshot) && historyErr == nil {
 				historyErr = err

@@ -50,6 +50,7 @@ type env struct {
 	t        *testing.T
 	data     string
 	store    []string // store flags
+	serve    []string // more serve flags
 	pgBase   string   // base URL and schema, for postgres
 	pgSchema string
 	proc     *relaytest.Proc
@@ -92,6 +93,7 @@ func startEnv(t *testing.T, opts ...envOpt) *env {
 func (e *env) start() {
 	e.t.Helper()
 	args := append([]string{"--listen", "127.0.0.1:0", "--data", e.data, "--insecure-loopback"}, e.store...)
+	args = append(args, e.serve...)
 	e.proc = relaytest.StartRelay(e.t, relayBin, args...)
 	e.c = relaytest.NewClient(e.proc.URL, "")
 	k, err := e.c.RelayKey()

@@ -64,7 +64,16 @@ type Config struct {
 	TokenTTL time.Duration
 	// Limits for the rate limiters (DefaultLimits if zero).
 	Limits Limits
+	// SnapshotKeep is how long a countersignature must stand before the
+	// relay prunes a stream to it (see pruneStream); zero prunes at once
+	// (tests). fristed-relay serve defaults to DefaultSnapshotKeep.
+	SnapshotKeep time.Duration
 }
+
+// DefaultSnapshotKeep is the serve command's snapshot keep window: a
+// stolen coordinator laptop revoked within it can be undone on every
+// stream, its countersignatures included.
+const DefaultSnapshotKeep = 30 * 24 * time.Hour
 
 // Relay is the relay's HTTP application. It holds no plaintext: batches,
 // snapshots and statements are opaque signed bytes to it, and it decides
@@ -74,6 +83,7 @@ type Relay struct {
 	log      *slog.Logger
 	now      func() time.Time
 	tokenTTL time.Duration
+	keep     time.Duration
 
 	signer   *fcrypto.SigningKey
 	tokenKey ed25519.PrivateKey
@@ -104,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		tokenTTL: cfg.TokenTTL,
+		keep:     cfg.SnapshotKeep,
 		metrics:  newMetrics(),
 		stopping: make(chan struct{}),
 	}

@@ -14,8 +14,8 @@ import (
 
 // putSnapshot answers PUT /v1/t/{tenant}/streams/{stream}/snapshot: an
 // encrypted snapshot signed by the logged-in device, which must be able to
-// read the stream. If a coordinator has already countersigned it, the
-// stream is pruned up to it.
+// read the stream. The stream is then pruned as far as the retention rule
+// allows (pruneStream): an upload may be the countersigned one it waited for.
 func (r *Relay) putSnapshot(c echo.Context, s *session) error {
 	ctx := c.Request().Context()
 	stream, err := streamParam(c)
@@ -40,17 +40,12 @@ func (r *Relay) putSnapshot(c echo.Context, s *session) error {
 		return err
 	}
 	var key fcrypto.PublicKey
-	var cs *syncproto.SnapshotCountersigned
 	var epochKnown bool
 	s.t.read(func(ch *syncproto.Chain) {
 		st := ch.State()
 		key = st.Devices[s.device].SignPub
 		if str := st.Streams[stream]; str != nil {
 			epochKnown = str.Epoch(sn.Epoch) != nil
-			if str.Countersigned != nil {
-				c := *str.Countersigned
-				cs = &c
-			}
 		}
 	})
 	if err := sn.Verify(key); err != nil {
@@ -70,10 +65,8 @@ func (r *Relay) putSnapshot(c echo.Context, s *session) error {
 	if err := r.st.PutSnapshot(ctx, store.Snapshot{Tenant: s.t.id, Stream: stream, Seq: sn.Seq, ID: id, Raw: raw}); err != nil {
 		return storeError(err)
 	}
-	if cs != nil && cs.Snapshot == id {
-		if err := r.pruneTo(ctx, s.t.id, cs); err != nil {
-			return err
-		}
+	if err := r.pruneStream(ctx, s.t, stream); err != nil {
+		return err
 	}
 	return c.JSON(http.StatusCreated, map[string]string{"hash": id.String()})
 }

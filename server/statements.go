@@ -124,6 +124,9 @@ func (r *Relay) appendPosted(c echo.Context, t *tenant, allow func(*syncproto.St
 	if _, ok := st.Body.(*syncproto.StreamPurged); ok && st.TimeMS > uint64(r.now().Add(maxPurgeSkew).UnixMilli()) {
 		return wire(syncproto.CodeInvalidStatement, "the purge is dated after the relay's clock: check this laptop's clock")
 	}
+	if _, ok := st.Body.(*syncproto.SnapshotCountersigned); ok && st.TimeMS < uint64(r.now().Add(-maxCountersignSkew).UnixMilli()) {
+		return wire(syncproto.CodeInvalidStatement, "the countersignature is dated before the relay's clock: check this laptop's clock")
+	}
 	s, rec, err := t.appendStatement(ctx, r.st, func(*syncproto.Chain) ([]byte, error) { return raw, nil })
 	if err != nil {
 		return statementError(err)
@@ -148,7 +151,7 @@ func (r *Relay) afterStatement(ctx context.Context, t *tenant, s *syncproto.Stat
 			err = r.destroyDeviceKeys(ctx, t.id, b.Device)
 		}
 	case *syncproto.SnapshotCountersigned:
-		err = r.pruneTo(ctx, t.id, b)
+		err = r.pruneStream(ctx, t, b.Stream)
 	case *syncproto.StreamPurged:
 		// The stream's wrapped keys go with it: rotate, as for any
 		// destroyed secret.
@@ -162,20 +165,49 @@ func (r *Relay) afterStatement(ctx context.Context, t *tenant, s *syncproto.Stat
 	r.hub.notify(t.id, syncproto.StreamID{})
 }
 
-// pruneTo prunes a stream up to a countersigned snapshot, if the relay
-// holds that snapshot.
-func (r *Relay) pruneTo(ctx context.Context, tenant syncproto.TenantID, cs *syncproto.SnapshotCountersigned) error {
-	sn, err := r.st.GetSnapshot(ctx, tenant, cs.Stream, cs.Snapshot)
-	if errors.Is(err, store.ErrNotFound) {
+// maxCountersignSkew is how far a countersignature's signed time may run
+// behind the relay's clock: the keep window is measured from it, so a
+// backdated one would make the relay prune early.
+const maxCountersignSkew = 10 * time.Minute
+
+// pruneStream prunes a stream to the newest countersigned snapshot that
+// has stood for the keep window, if the relay holds that snapshot: the
+// batches up to it and the snapshots before it go; it and every later
+// snapshot stay, served by hash. Only countersignatures the chain does not
+// void count, and the window is measured from the countersignature's
+// signed time (not backdated, see appendPosted). So for the keep window
+// after a countersignature the previous countersigned snapshot and the
+// history after it stay, and a compromised-since revocation made within
+// the window leaves every stream a snapshot countersigned before the
+// compromise to start from (client/snapbase.go), however many
+// countersignatures the thief signed.
+func (r *Relay) pruneStream(ctx context.Context, t *tenant, stream syncproto.StreamID) error {
+	settled := uint64(r.now().Add(-r.keep).UnixMilli())
+	var cands []*syncproto.SnapshotCountersigned
+	t.read(func(ch *syncproto.Chain) {
+		for pos := ch.Len() - 1; pos >= 0; pos-- {
+			s := ch.Statement(syncproto.ChainPos(pos))
+			cs, ok := s.Body.(*syncproto.SnapshotCountersigned)
+			if ok && cs.Stream == stream && !ch.IsVoid(syncproto.ChainPos(pos)) && s.TimeMS <= settled {
+				c := *cs
+				cands = append(cands, &c)
+			}
+		}
+	})
+	for _, cs := range cands {
+		sn, err := r.st.GetSnapshot(ctx, t.id, cs.Stream, cs.Snapshot)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if sn.Seq != cs.Seq {
+			continue
+		}
+		if err := r.st.Prune(ctx, t.id, cs.Stream, sn.Seq); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
 		return nil
-	} else if err != nil {
-		return err
-	}
-	if sn.Seq != cs.Seq {
-		return nil
-	}
-	if err := r.st.Prune(ctx, tenant, cs.Stream, sn.Seq); err != nil && !errors.Is(err, store.ErrConflict) {
-		return err
 	}
 	return nil
 }

@@ -6,6 +6,7 @@
 //
 //	fristed-relay serve --listen ADDR --data DIR [--store sqlite|postgres] [--postgres-url URL]
 //	                    [--tls-cert F --tls-key F | --insecure-loopback] [--metrics-listen ADDR]
+//	                    [--snapshot-keep DURATION]
 //	fristed-relay invite --data DIR [--valid DURATION]
 //
 // Every failure is one line, "fristed-relay: error: ...", on stderr and a

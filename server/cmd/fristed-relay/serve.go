@@ -25,6 +25,7 @@ type serveFlags struct {
 	tlsKey        string
 	insecure      bool
 	metricsListen string
+	snapshotKeep  time.Duration
 }
 
 func newServeFlags() *serveFlags {
@@ -35,11 +36,13 @@ func newServeFlags() *serveFlags {
 	f.fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `FILE` (PEM), with --tls-cert")
 	f.fs.BoolVar(&f.insecure, "insecure-loopback", false, "serve plain HTTP; only on a loopback address (tests, the demo)")
 	f.fs.StringVar(&f.metricsListen, "metrics-listen", "", "loopback `ADDR` to serve Prometheus /metrics on")
+	f.fs.DurationVar(&f.snapshotKeep, "snapshot-keep", server.DefaultSnapshotKeep,
+		"how long a snapshot countersignature must stand before history is pruned to it (`DURATION`; 0 prunes at once)")
 	return f
 }
 
 func (f *serveFlags) help(w io.Writer) {
-	printHelp(w, f.fs, "--listen ADDR --data DIR [--store sqlite|postgres] [--postgres-url URL] [--tls-cert F --tls-key F | --insecure-loopback] [--metrics-listen ADDR]", `
+	printHelp(w, f.fs, "--listen ADDR --data DIR [--store sqlite|postgres] [--postgres-url URL] [--tls-cert F --tls-key F | --insecure-loopback] [--metrics-listen ADDR] [--snapshot-keep DURATION]", `
 Runs the relay. Without TLS flags it serves HTTPS with a self-signed
 certificate made in DIR on first start and prints the certificate's
 public-key pin ("tls pin: sha256/..."), which clients pin at first
@@ -56,6 +59,9 @@ database must share DIR (the relay key, the token key and kek/).`)
 func (f *serveFlags) check() error {
 	if f.listen == "" {
 		return errors.New("--listen is required")
+	}
+	if f.snapshotKeep < 0 {
+		return errors.New("--snapshot-keep must not be negative")
 	}
 	if err := f.store.check(); err != nil {
 		return err
@@ -92,7 +98,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serve: open store: %w", err)
 	}
 	defer st.Close()
-	relay, err := server.New(ctx, server.Config{Dir: f.store.data, Store: st, Logger: log})
+	relay, err := server.New(ctx, server.Config{Dir: f.store.data, Store: st, Logger: log, SnapshotKeep: f.snapshotKeep})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
