@@ -25,13 +25,26 @@ import (
 // voidMarkKey is the local_meta key of the void positions last acted on.
 const voidMarkKey = "void_mark"
 
-// voidMark encodes the positions of the chain's void statements.
+// voidMark encodes the positions of the chain's void statements and the
+// compromised-since points of revoked devices: a worker device revoked as
+// compromised signed no statement, yet its batches after the point are
+// void.
 func voidMark(c *syncproto.Chain) []byte {
 	var b []byte
 	for pos := 0; pos < c.Len(); pos++ {
 		if c.IsVoid(syncproto.ChainPos(pos)) {
 			b = binary.BigEndian.AppendUint64(b, uint64(pos))
 		}
+	}
+	var compromised []syncproto.DeviceID
+	for id, info := range c.State().Devices {
+		if info.HasCompromisedSince {
+			compromised = append(compromised, id)
+		}
+	}
+	for _, id := range syncproto.SortDevices(compromised) {
+		b = append(b, id[:]...)
+		b = binary.BigEndian.AppendUint64(b, uint64(c.State().Devices[id].CompromisedSince))
 	}
 	return b
 }

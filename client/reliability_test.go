@@ -85,7 +85,11 @@ type loopbackRelay struct {
 	once   sync.Once
 }
 
-func startLoopbackRelay(t testing.TB) *loopbackRelay {
+func startLoopbackRelay(t testing.TB) *loopbackRelay { return startLoopbackRelayWith(t, nil) }
+
+// startLoopbackRelayWith is startLoopbackRelay with the relay's
+// configuration adjusted by adjust.
+func startLoopbackRelayWith(t testing.TB, adjust func(*server.Config)) *loopbackRelay {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(filepath.Join(dir, "relay.db"))
@@ -93,8 +97,12 @@ func startLoopbackRelay(t testing.TB) *loopbackRelay {
 	ctx := context.Background()
 	// The crash tests log in from one address many times a second, far
 	// more than any office; the rate limits are not what they test.
-	rl, err := server.New(ctx, server.Config{Dir: dir, Store: st,
-		Limits: server.Limits{AddrRate: 1e6, AddrBurst: 1e6, DeviceRate: 1e6, DeviceBurst: 1e6}})
+	cfg := server.Config{Dir: dir, Store: st,
+		Limits: server.Limits{AddrRate: 1e6, AddrBurst: 1e6, DeviceRate: 1e6, DeviceBurst: 1e6}}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	rl, err := server.New(ctx, cfg)
 	if err != nil {
 		st.Close()
 	}

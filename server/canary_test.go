@@ -83,7 +83,7 @@ func pgDump(t *testing.T, e *env) []byte {
 // prunes), a wrapped epoch key fetched and acknowledged, an enrolment. It
 // checks that the devices themselves can read the canaries back.
 func runCanaryWorkload(t *testing.T, opts ...envOpt) (*env, [][]byte) {
-	e := startEnv(t, opts...)
+	e := startEnv(t, append(opts, withSnapshotKeep("0"))...) // the workload prunes
 	g := newOrg(t, e)
 	w, devs, sess := g.worker(2)
 	a, b := sess[0], sess[1]

@@ -66,6 +66,8 @@ type Options struct {
 	// Empty means trust on first use: Client.Pin reports what was seen.
 	Pin     string
 	Timeout time.Duration
+	// Now is the clock login proofs are dated by; nil means time.Now.
+	Now func() time.Time
 }
 
 // New returns a client for relayURL. An http:// URL is accepted only for a
@@ -85,6 +87,9 @@ func New(relayURL string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("relay url %q: want https://", relayURL)
 	}
 	c := &Client{base: u, pin: opts.Pin, now: time.Now}
+	if opts.Now != nil {
+		c.now = opts.Now
+	}
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = 90 * time.Second

@@ -1,0 +1,294 @@
+package client
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fristed/fristed/client/transport"
+	"github.com/fristed/fristed/server"
+	"github.com/fristed/fristed/syncproto"
+)
+
+// testClock is a clock for the relay and every device of a test: it moves
+// one millisecond per reading, so "later" is always strictly later, and
+// jumps when the test says so.
+type testClock struct{ ms atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ms.Store(time.Now().UnixMilli())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.UnixMilli(c.ms.Add(1)).UTC() }
+func (c *testClock) Advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+// startKeepRelay is startLoopbackRelay on clock now with a snapshot keep
+// window.
+func startKeepRelay(t testing.TB, now func() time.Time, keep time.Duration) *loopbackRelay {
+	return startLoopbackRelayWith(t, func(cfg *server.Config) {
+		cfg.Now, cfg.SnapshotKeep = now, keep
+	})
+}
+
+// newCoordinator enrols a second coordinator laptop through the root key.
+func (o *snapOrg) newCoordinator(name string) *Device {
+	t := o.t
+	t.Helper()
+	ctx := context.Background()
+	home := filepath.Join(t.TempDir(), name)
+	w, code, err := DeviceInit(ctx, o.options(home), DeviceInitParams{RelayURL: o.relay.URL, Org: o.coord.Org(), Name: name})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	_, err = o.coord.Approve(ctx, ApproveParams{Code: code, Coordinator: true, Recovery: o.root()})
+	require.NoError(t, err)
+	o.sync(o.coord)
+	w, err = Open(o.options(home))
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	o.watch(w)
+	return w
+}
+
+func (o *snapOrg) root() *Recovery {
+	rec, err := OpenRecovery(o.recovery, []byte("recovery "+relPassphrase))
+	require.NoError(o.t, err)
+	return rec
+}
+
+// addResident adds a resident assigned to the given workers.
+func (o *snapOrg) addResident(name string, workers ...string) syncproto.StreamID {
+	o.t.Helper()
+	ctx := context.Background()
+	sid, err := o.coord.ResidentAdd(ctx, ResidentAddParams{Pseudonym: name, Arrived: "2026-11-01"})
+	require.NoError(o.t, err)
+	for _, w := range workers {
+		require.NoError(o.t, o.coord.Assign(ctx, sid.String(), w))
+	}
+	o.sync(o.coord)
+	return sid
+}
+
+func (o *snapOrg) dumpOf(d *Device, sid syncproto.StreamID) string {
+	o.t.Helper()
+	b, err := d.rep.Dump(sid)
+	require.NoError(o.t, err)
+	return string(b)
+}
+
+func (o *snapOrg) headOf(sid syncproto.StreamID) transport.StreamHead {
+	o.t.Helper()
+	c, err := o.coord.client()
+	require.NoError(o.t, err)
+	hs, _, err := c.Heads(context.Background(), map[syncproto.StreamID]syncproto.Seq{sid: 0}, 0, 0)
+	require.NoError(o.t, err)
+	return hs[sid]
+}
+
+// countersignedAt returns the chain position of the countersignature of
+// stream sid naming seq, as d's chain holds it.
+func countersignedAt(t testing.TB, d *Device, sid syncproto.StreamID, seq syncproto.Seq) syncproto.ChainPos {
+	t.Helper()
+	for pos := d.chain.Len() - 1; pos >= 0; pos-- {
+		if cs, ok := d.chain.Statement(syncproto.ChainPos(pos)).Body.(*syncproto.SnapshotCountersigned); ok && cs.Stream == sid && cs.Seq == seq {
+			return syncproto.ChainPos(pos)
+		}
+	}
+	t.Fatalf("no countersignature of %s after batch %d", sid, seq)
+	return 0
+}
+
+// TestSnapshotStolenCoordinatorPrunedHistory: a second coordinator laptop
+// is stolen. The thief writes into two residents; the worker laptop, not
+// knowing, merges the edits and posts snapshots holding them. Mina's is
+// countersigned by the honest coordinator, Sara's by the thief (a void
+// countersignature once revoked), and the relay prunes both streams to the
+// snapshots countersigned before the theft, which it keeps for its keep
+// window. A new laptop onboards from the thief's Sara snapshot. After the
+// root revokes the stolen laptop compromised since before the theft,
+// every honest replica rebuilds both streams from the last snapshot
+// countersigned before the point plus the verified history after it, and
+// they all hold the same state, without the thief's edits; the void
+// countersignature is no longer the chain's; the honest coordinator
+// countersigns a new clean snapshot; a laptop enrolled afterwards onboards
+// to the same state.
+func TestSnapshotStolenCoordinatorPrunedHistory(t *testing.T) {
+	ctx := context.Background()
+	clk := newTestClock()
+	o := newSnapOrgOn(t, 3, startKeepRelay(t, clk.Now, 24*time.Hour), clk.Now)
+	mina := o.sid
+	sara := o.addResident("Sara", "Kari")
+	thief := o.newCoordinator("coord-2")
+	for _, d := range []*Device{o.kari, thief, o.coord} {
+		o.sync(d)
+	}
+
+	// Before the theft: history and a first countersigned snapshot of
+	// each resident (the honest coordinator checks; the second one has
+	// not synced since).
+	for _, s := range []syncproto.StreamID{mina, sara} {
+		pushHistory(t, o.kari, s, 8, 2)
+	}
+	o.sync(o.kari)  // posts both
+	o.sync(o.coord) // countersigns both
+	first := map[syncproto.StreamID]*syncproto.SnapshotCountersigned{}
+	for _, s := range []syncproto.StreamID{mina, sara} {
+		cs := o.coord.chain.State().Streams[s].Countersigned
+		require.NotNil(t, cs, "first countersignature of %s", s)
+		first[s] = cs
+		require.Zero(t, o.headOf(s).Pruned, "pruned inside the keep window")
+	}
+	o.sync(o.kari)
+	o.sync(thief)
+	clk.Advance(48 * time.Hour)
+	point := syncproto.ChainPos(o.coord.chain.Len() - 1)
+
+	// The theft.
+	_, err := thief.LogAdd("Mina", "practical", 5, "thief in Mina")
+	require.NoError(t, err)
+	_, err = thief.LogAdd("Sara", "practical", 5, "thief in Sara")
+	require.NoError(t, err)
+	o.sync(thief)
+	o.sync(o.kari) // merges the thief's edits
+	_, err = o.kari.LogAdd("Mina", "safety", 15, "kari during theft")
+	require.NoError(t, err)
+	pushHistory(t, o.kari, mina, 8, 2)
+	o.sync(o.kari)  // posts Mina's snapshot, with the thief's edit in it
+	o.sync(o.coord) // the honest coordinator countersigns it
+	pushHistory(t, o.kari, sara, 8, 2)
+	o.sync(o.kari) // posts Sara's
+	o.sync(thief)  // the thief countersigns it
+	tainted := o.coord.chain.State().Streams[mina].Countersigned
+	require.Greater(t, tainted.Seq, first[mina].Seq, "Mina's second countersignature")
+	o.sync(o.coord)
+	void := o.coord.chain.State().Streams[sara].Countersigned
+	require.Greater(t, void.Seq, first[sara].Seq, "Sara's second countersignature")
+	voidPos := countersignedAt(t, o.coord, sara, void.Seq)
+	require.Equal(t, syncproto.SignerDevice, o.coord.chain.Statement(voidPos).Signer)
+	require.Equal(t, thief.ID(), o.coord.chain.Statement(voidPos).SignerDevice, "Sara's snapshot countersigned by the thief")
+	for _, s := range []syncproto.StreamID{mina, sara} {
+		require.Equal(t, first[s].Seq, o.headOf(s).Pruned, "%s pruned to the snapshot that stood for the keep window", s)
+	}
+	// A laptop onboarded now starts from the newest countersignatures,
+	// the thief's among them.
+	eva := o.newDevice("eva", "Eva")
+	require.NoError(t, o.coord.Assign(ctx, sara.String(), "Eva"))
+	o.sync(o.coord)
+	o.sync(eva)
+	cur, err := eva.cursor(sara)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, cur, void.Seq, "the new laptop started Sara from the thief's countersigned snapshot")
+	require.Contains(t, o.dumpOf(eva, sara), "thief in Sara")
+
+	// The root revokes the stolen laptop, compromised since before the
+	// theft.
+	_, err = o.coord.Revoke(ctx, RevokeParams{Device: thief.ID().String(), Recovery: o.root(), CompromisedSince: &point})
+	require.NoError(t, err)
+	for range 2 {
+		for _, d := range []*Device{o.coord, o.kari, eva} {
+			o.sync(d)
+		}
+	}
+	require.True(t, o.coord.chain.IsVoid(voidPos), "the thief's countersignature stands")
+	if cs := o.coord.chain.State().Streams[sara].Countersigned; *cs != *first[sara] {
+		t.Fatalf("got Sara's countersignature %+v, want the one before the theft %+v", cs, first[sara])
+	}
+	for _, s := range []syncproto.StreamID{mina, sara} {
+		want := o.dumpOf(o.coord, s)
+		if strings.Contains(want, "thief in") {
+			t.Fatalf("the coordinator still holds the thief's edit in %s:\n%s", s, want)
+		}
+		for _, d := range []*Device{o.kari, eva} {
+			if got := o.dumpOf(d, s); got != want {
+				t.Fatalf("%s of %s:\n%s\nwant (coordinator's):\n%s", s, filepath.Base(d.home), got, want)
+			}
+		}
+	}
+	require.Contains(t, o.dumpOf(o.coord, mina), "kari during theft", "an honest edit after the point")
+
+	// A clean snapshot of Mina, posted by the worker laptop, is checked
+	// against the snapshot before the theft and the history after it,
+	// and countersigned by the honest coordinator.
+	pushHistory(t, o.kari, mina, 8, 2)
+	o.sync(o.kari)
+	o.sync(o.coord)
+	fresh := o.coord.chain.State().Streams[mina].Countersigned
+	require.Greater(t, fresh.Seq, tainted.Seq, "a new countersignature of Mina after the revocation")
+	require.Greater(t, countersignedAt(t, o.coord, mina, fresh.Seq), o.coord.chain.State().Devices[thief.ID()].RevokedAt)
+
+	// A laptop enrolled after all this onboards to the same state.
+	per := o.newDevice("per", "Per")
+	require.NoError(t, o.coord.Assign(ctx, sara.String(), "Per"))
+	o.sync(o.coord)
+	o.sync(per)
+	o.sync(o.kari)
+	for _, s := range []syncproto.StreamID{mina, sara} {
+		want := o.dumpOf(o.coord, s)
+		for _, d := range []*Device{per, o.kari} {
+			if got := o.dumpOf(d, s); got != want {
+				t.Fatalf("%s of %s:\n%s\nwant (coordinator's):\n%s", s, filepath.Base(d.home), got, want)
+			}
+		}
+	}
+}
+
+// TestSnapshotNoUsableBase: the relay pruned a stream to a snapshot
+// countersigned after the point since which one of its authors is revoked
+// as compromised, and kept nothing older (keep window 0). No replica may
+// start from it, and nothing else is left to start from: the stream is
+// reported in one notice per sync naming it, nothing of it is applied, and
+// the sync succeeds, the other residents syncing on.
+func TestSnapshotNoUsableBase(t *testing.T) {
+	ctx := context.Background()
+	o := newSnapOrg(t, 3)
+	sara := o.addResident("Sara", "Kari")
+	o.sync(o.kari)
+	point := syncproto.ChainPos(o.coord.chain.Len() - 1)
+	_, err := o.coord.WorkerAdd(ctx, "Ola") // a statement after the point, so the next batch names a later head
+	require.NoError(t, err)
+	o.sync(o.kari)
+	_, err = o.kari.LogAdd("Mina", "practical", 5, "by Kari's laptop")
+	require.NoError(t, err)
+	o.sync(o.kari)
+	pushHistory(t, o.coord, o.sid, 8, 2)
+	o.sync(o.kari)
+	o.sync(o.coord)
+	cs := o.countersigned()
+	require.NotNil(t, cs, "countersigned")
+	require.Equal(t, cs.Seq, o.head().Pruned, "pruned")
+
+	_, err = o.coord.Revoke(ctx, RevokeParams{Device: o.kari.ID().String(), CompromisedSince: &point})
+	require.NoError(t, err)
+	per := o.newDevice("per", "Per")
+	require.NoError(t, o.coord.Assign(ctx, sara.String(), "Per"))
+	_, err = o.coord.LogAdd("Sara", "safety", 10, "sara after revocation")
+	require.NoError(t, err)
+	o.sync(o.coord)
+	for _, d := range []*Device{per, o.coord} {
+		*o.notes[d] = nil
+		if _, err := d.Sync(ctx); err != nil {
+			t.Fatalf("sync of %s: got %v, want the stream reported and the sync done", filepath.Base(d.home), err)
+		}
+		n := 0
+		for _, s := range *o.notes[d] {
+			if strings.Contains(s, "no usable snapshot") {
+				n++
+				require.Contains(t, s, o.sid.String(), "the notice names the stream")
+				require.Contains(t, s, o.kari.ID().String(), "the notice names the compromised author")
+			}
+		}
+		require.Equal(t, 1, n, "notices of %s: %q", filepath.Base(d.home), *o.notes[d])
+	}
+	if got := o.dump(per); strings.Count(got, "\n") != 1 {
+		t.Fatalf("the unusable snapshot left data on the new laptop:\n%s", got)
+	}
+	want := o.dumpOf(o.coord, sara)
+	require.Contains(t, want, "sara after revocation")
+	require.Equal(t, want, o.dumpOf(per, sara), "the other resident syncs on")
+}
