@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/fristed/fristed/client/replica"
 	"github.com/fristed/fristed/client/transport"
 	"github.com/fristed/fristed/server"
 	"github.com/fristed/fristed/syncproto"
@@ -124,10 +125,12 @@ func TestSnapshotStolenCoordinatorPrunedHistory(t *testing.T) {
 	o := newSnapOrgOn(t, 3, startKeepRelay(t, clk.Now, 24*time.Hour), clk.Now)
 	mina := o.sid
 	sara := o.addResident("Sara", "Kari")
+	ola := o.addResident("Ola", "Kari")
 	thief := o.newCoordinator("coord-2")
 	for _, d := range []*Device{o.kari, thief, o.coord} {
 		o.sync(d)
 	}
+	pushHistory(t, o.kari, ola, 4, 2) // under the threshold: no snapshot before the theft
 
 	// Before the theft: history and a first countersigned snapshot of
 	// each resident (the honest coordinator checks; the second one has
@@ -175,16 +178,26 @@ func TestSnapshotStolenCoordinatorPrunedHistory(t *testing.T) {
 	for _, s := range []syncproto.StreamID{mina, sara} {
 		require.Equal(t, first[s].Seq, o.headOf(s).Pruned, "%s pruned to the snapshot that stood for the keep window", s)
 	}
+	// The thief also forges a snapshot of Ola with an entry no device
+	// ever wrote, authored and countersigned by the stolen laptop: its
+	// authors are honest, only the countersignature vouches for it.
+	o.sync(thief)
+	forgeThiefSnapshot(t, thief, ola, "planted by thief")
+	forged := thief.chain.State().Streams[ola].Countersigned
+	require.NotNil(t, forged, "the thief's countersignature of Ola")
+	o.sync(o.coord)
 	// A laptop onboarded now starts from the newest countersignatures,
 	// the thief's among them.
 	eva := o.newDevice("eva", "Eva")
 	require.NoError(t, o.coord.Assign(ctx, sara.String(), "Eva"))
+	require.NoError(t, o.coord.Assign(ctx, ola.String(), "Eva"))
 	o.sync(o.coord)
 	o.sync(eva)
 	cur, err := eva.cursor(sara)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, cur, void.Seq, "the new laptop started Sara from the thief's countersigned snapshot")
 	require.Contains(t, o.dumpOf(eva, sara), "thief in Sara")
+	require.Contains(t, o.dumpOf(eva, ola), "planted by thief", "the new laptop started Ola from the forged snapshot")
 
 	// The root revokes the stolen laptop, compromised since before the
 	// theft.
@@ -199,9 +212,10 @@ func TestSnapshotStolenCoordinatorPrunedHistory(t *testing.T) {
 	if cs := o.coord.chain.State().Streams[sara].Countersigned; *cs != *first[sara] {
 		t.Fatalf("got Sara's countersignature %+v, want the one before the theft %+v", cs, first[sara])
 	}
-	for _, s := range []syncproto.StreamID{mina, sara} {
+	require.Nil(t, o.coord.chain.State().Streams[ola].Countersigned, "the thief's countersignature of Ola stands")
+	for _, s := range []syncproto.StreamID{mina, sara, ola} {
 		want := o.dumpOf(o.coord, s)
-		if strings.Contains(want, "thief in") {
+		if strings.Contains(want, "thief") {
 			t.Fatalf("the coordinator still holds the thief's edit in %s:\n%s", s, want)
 		}
 		for _, d := range []*Device{o.kari, eva} {
@@ -291,4 +305,37 @@ func TestSnapshotNoUsableBase(t *testing.T) {
 	want := o.dumpOf(o.coord, sara)
 	require.Contains(t, want, "sara after revocation")
 	require.Equal(t, want, o.dumpOf(per, sara), "the other resident syncs on")
+}
+
+// forgeThiefSnapshot makes d, a coordinator laptop, post a snapshot of sid
+// at the relay's head holding an extra log entry that no batch holds, and
+// countersign it itself, as a thief holding the laptop can.
+func forgeThiefSnapshot(t *testing.T, d *Device, sid syncproto.StreamID, text string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := d.client()
+	require.NoError(t, err)
+	head, err := d.cursor(sid)
+	require.NoError(t, err)
+	_, ops, err := d.rep.LogOps(sid, replica.LogEntry{Category: "practical", Minutes: 1, Text: text,
+		Author: d.pc.device.String(), At: time.Date(2026, 11, 3, 9, 0, 0, 0, time.UTC)})
+	require.NoError(t, err)
+	cur := d.chain.State().Streams[sid].Current()
+	require.NoError(t, d.rep.ApplyBatch([]*syncproto.Delta{{Tenant: d.pc.tenant, Stream: sid, Epoch: cur.Epoch, Author: d.pc.device,
+		ID: syncproto.NewDeltaID(), Clock: d.tick(), Ops: ops}}))
+	content, err := d.snapshotContent(sid, head)
+	require.NoError(t, err)
+	require.NotNil(t, content)
+	plain, err := content.Marshal()
+	require.NoError(t, err)
+	key, err := d.epochKey(sid, cur.Epoch)
+	require.NoError(t, err)
+	sealed, err := syncproto.SealSnapshotContent(key, d.pc.tenant, sid, cur.Epoch, head, plain)
+	require.NoError(t, err)
+	sn := &syncproto.Snapshot{Tenant: d.pc.tenant, Stream: sid, Epoch: cur.Epoch, Author: d.pc.device, Seq: head,
+		CreatedMS: uint64(d.opts.now().UnixMilli()), Content: sealed}
+	require.NoError(t, sn.Sign(d.kf.Sign))
+	require.NoError(t, c.PutSnapshot(ctx, sid, sn.Marshal()))
+	_, err = d.postStatement(ctx, &syncproto.SnapshotCountersigned{Stream: sid, Seq: head, Snapshot: sn.Hash()}, nil)
+	require.NoError(t, err)
 }
