@@ -339,3 +339,40 @@ func forgeThiefSnapshot(t *testing.T, d *Device, sid syncproto.StreamID, text st
 	_, err = d.postStatement(ctx, &syncproto.SnapshotCountersigned{Stream: sid, Seq: head, Snapshot: sn.Hash()}, nil)
 	require.NoError(t, err)
 }
+
+// TestSnapshotWorkerlessStream: a resident no worker is assigned to gets
+// snapshots from a coordinator laptop. While it is the only coordinator
+// device it checks and countersigns its own; once there is a second one,
+// it leaves its snapshot to the other, which countersigns it.
+func TestSnapshotWorkerlessStream(t *testing.T) {
+	o := newSnapOrg(t, 3)
+	ola := o.addResident("Ola")
+	pushHistory(t, o.coord, ola, 8, 2)
+	o.sync(o.coord) // posts and, the only coordinator, countersigns
+	cs := o.coord.chain.State().Streams[ola].Countersigned
+	require.NotNil(t, cs, "countersigned by the only coordinator laptop")
+	require.Equal(t, o.coord.ID(), o.coord.chain.Statement(countersignedAt(t, o.coord, ola, cs.Seq)).SignerDevice)
+	require.Equal(t, cs.Seq, o.headOf(ola).Pruned)
+
+	second := o.newCoordinator("coord-2")
+	o.sync(second)
+	pushHistory(t, o.coord, ola, 8, 2)
+	o.sync(o.coord) // posts, does not countersign its own
+	c, err := o.coord.client()
+	require.NoError(t, err)
+	raw, err := c.GetSnapshot(context.Background(), ola)
+	require.NoError(t, err)
+	sn, err := syncproto.UnmarshalSnapshot(raw)
+	require.NoError(t, err)
+	require.Equal(t, o.coord.ID(), sn.Author, "the coordinator laptop posted a snapshot")
+	require.Greater(t, sn.Seq, cs.Seq)
+	require.Equal(t, cs.Seq, o.coord.chain.State().Streams[ola].Countersigned.Seq, "countersigned its own snapshot with another coordinator there")
+	o.sync(second)
+	got := second.chain.State().Streams[ola].Countersigned
+	if got == nil || got.Snapshot != sn.Hash() {
+		t.Fatalf("got countersignature %+v, want the second coordinator's of %s", got, sn.Hash())
+	}
+	require.Equal(t, second.ID(), second.chain.Statement(countersignedAt(t, second, ola, got.Seq)).SignerDevice)
+	want := o.dumpOf(o.coord, ola)
+	require.Equal(t, want, o.dumpOf(second, ola))
+}
