@@ -123,8 +123,9 @@
 //	     if the signer lacks the authority or it contradicts the chain.
 //	     A "device revoked" bumps the device's token version and destroys
 //	     the wrapped keys waiting for that device; a "snapshot
-//	     countersigned" prunes the stream to that snapshot if the relay
-//	     holds it (else when it is uploaded); "stream purged" deletes the
+//	     countersigned" prunes the stream as the snapshot retention rule
+//	     below allows (422 invalid_statement if it is dated more than 10
+//	     minutes before the relay's clock); "stream purged" deletes the
 //	     stream's batches, snapshots and wrapped keys for good (SQLite
 //	     secure_delete and a WAL checkpoint, then a KEK rotation). The
 //	     chain takes a purge only of a closed resident stream, signed at
@@ -179,13 +180,15 @@
 //	     201 {"hash": "h_..."}. Author must be the logged-in device (403
 //	     forbidden), able to read the stream (403 not_assigned); signature
 //	     (422 bad_signature); epoch known (409 unknown_epoch); 0 < seq <=
-//	     the stream's head (400).
+//	     the stream's head (400). The stream is then pruned as the
+//	     retention rule allows (the upload may be the countersigned
+//	     snapshot it waited for).
 //	GET  /v1/t/{tenant}/streams/{stream}/snapshot[?hash=h_...]
 //	     200 the latest snapshot's bytes (with hash: that snapshot's, e.g.
 //	     the one a countersignature names), header X-Fristed-Seq: its seq;
 //	     404 not_found if none; 400 for a malformed hash. Snapshots below
 //	     the pruned point are gone; the countersigned one a stream was
-//	     pruned to stays.
+//	     pruned to stays, and so does every later one.
 //	PUT  /v1/t/{tenant}/keys                  body: WrappedKey bytes (coordinators)
 //	     201 {}. The stream must exist (404), the epoch too (409
 //	     unknown_epoch), the target device be one of that epoch's devices
@@ -203,6 +206,24 @@
 //	     (and the KEK rotated, see below). Idempotent.
 //	GET  /v1/t/{tenant}/devices/last-seen             (coordinators)
 //	     200 {"d_...": "YYYY-MM-DD"} (UTC days, set at each login)
+//
+// # Snapshot retention
+//
+// The relay prunes a stream (deletes the batches up to a snapshot and the
+// snapshots before it, and answers 410 pruned below it) only to the newest countersigned snapshot whose countersignature
+// has stood for the keep window (serve --snapshot-keep, default 720h = 30
+// days; 0 prunes at once), counted from the countersignature's signed
+// time, which the relay refuses if it is more than 10 minutes behind its
+// own clock; countersignatures the chain voids (a compromised-since
+// revocation) do not count. It checks at each countersignature and each
+// snapshot upload of the stream. So after a newer countersignature, the
+// previous countersigned snapshot and every batch after it stay for at
+// least the window: if a coordinator laptop is stolen and revoked as
+// compromised within the window after the compromise point, each stream still has a snapshot
+// countersigned before the compromise and the history after it, from
+// which every device rebuilds (client/snapbase.go), however many
+// countersignatures the thief signed meanwhile. The cost is keeping up to
+// one snapshot interval plus the window of history per stream.
 //
 // # Sealed alarm envelopes
 //
