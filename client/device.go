@@ -47,6 +47,10 @@ type Options struct {
 	// countersigned snapshot make a worker device post a new one; zero
 	// means DefaultSnapshotEvery. Tests use a small one.
 	SnapshotEvery int
+
+	// loginNow dates the relay login proofs (nil: the wall clock), for
+	// tests that move the relay's clock and the devices' together.
+	loginNow func() time.Time
 }
 
 func (o *Options) now() time.Time {

@@ -95,7 +95,7 @@ func (o *snapOrg) newDevice(name, worker string) *Device {
 // options are a device's library options on the org's clock.
 func (o *snapOrg) options(home string) Options {
 	opts := relOptions(o.t, home)
-	opts.Now = o.now
+	opts.Now, opts.loginNow = o.now, o.now
 	return opts
 }
 
