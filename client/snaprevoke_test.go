@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -305,6 +306,19 @@ func TestSnapshotNoUsableBase(t *testing.T) {
 	want := o.dumpOf(o.coord, sara)
 	require.Contains(t, want, "sara after revocation")
 	require.Equal(t, want, o.dumpOf(per, sara), "the other resident syncs on")
+
+	// A snapshot of the stream posted now cannot be checked (nothing to
+	// rebuild it from): the coordinator says so and does not countersign.
+	pushHistory(t, o.coord, o.sid, 8, 2)
+	head := o.head().Head
+	sn := forgeSnapshot(t, o, o.coord, o.coord.kf.Sign, head)
+	c, err := o.coord.client()
+	require.NoError(t, err)
+	require.NoError(t, c.PutSnapshot(ctx, o.sid, sn.Marshal()))
+	*o.notes[o.coord] = nil
+	o.sync(o.coord)
+	require.Contains(t, o.noticesOf(o.coord), "not checked: the history is pruned")
+	require.Equal(t, cs.Seq, o.countersigned().Seq, "countersigned without a base")
 }
 
 // forgeThiefSnapshot makes d, a coordinator laptop, post a snapshot of sid
@@ -375,4 +389,31 @@ func TestSnapshotWorkerlessStream(t *testing.T) {
 	require.Equal(t, second.ID(), second.chain.Statement(countersignedAt(t, second, ola, got.Seq)).SignerDevice)
 	want := o.dumpOf(o.coord, ola)
 	require.Equal(t, want, o.dumpOf(second, ola))
+}
+
+// TestSnapshotCheckMeetsRevocation: a compromised-since revocation that
+// reaches the chain while a coordinator laptop rebuilds a stream to check
+// a snapshot stops the countersignature: the check did not know which
+// batches are now void. The next sync checks again under the new chain.
+func TestSnapshotCheckMeetsRevocation(t *testing.T) {
+	ctx := context.Background()
+	o := newSnapOrg(t, 3)
+	second := o.newCoordinator("coord-2")
+	o.sync(second)
+	o.sync(o.kari)
+	pushHistory(t, o.kari, o.sid, 8, 2)
+	o.sync(o.kari) // posts
+	point := syncproto.ChainPos(o.coord.chain.Len() - 1)
+	var revoked atomic.Bool
+	o.coord.viaRelay(snapshotProxy(t, o.relay.URL, func(r *http.Request, body []byte) []byte {
+		if strings.HasSuffix(r.URL.Path, o.sid.String()+"/batches") && r.Method == http.MethodGet && !revoked.Swap(true) {
+			_, err := second.Revoke(ctx, RevokeParams{Device: o.kari.ID().String(), CompromisedSince: &point})
+			require.NoError(t, err)
+		}
+		return body
+	}))
+	o.sync(o.coord)
+	require.True(t, revoked.Load(), "the coordinator rebuilt nothing")
+	require.Nil(t, o.countersigned(), "countersigned after a check that did not know of the revocation")
+	require.True(t, o.coord.chain.State().Devices[o.kari.ID()].Revoked, "the revocation is not in the coordinator's chain")
 }
