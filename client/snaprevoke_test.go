@@ -404,9 +404,15 @@ func TestSnapshotCheckMeetsRevocation(t *testing.T) {
 	pushHistory(t, o.kari, o.sid, 8, 2)
 	o.sync(o.kari) // posts
 	point := syncproto.ChainPos(o.coord.chain.Len() - 1)
+	// The check rebuilds the stream from its start (nothing is
+	// countersigned yet); the pull asks only for what follows the
+	// coordinator's cursor. The revocation lands during the rebuild.
+	cur, err := o.coord.cursor(o.sid)
+	require.NoError(t, err)
+	require.NotZero(t, cur)
 	var revoked atomic.Bool
 	o.coord.viaRelay(snapshotProxy(t, o.relay.URL, func(r *http.Request, body []byte) []byte {
-		if strings.HasSuffix(r.URL.Path, o.sid.String()+"/batches") && r.Method == http.MethodGet && !revoked.Swap(true) {
+		if strings.HasSuffix(r.URL.Path, o.sid.String()+"/batches") && r.Method == http.MethodGet && r.URL.Query().Get("after") == "0" && !revoked.Swap(true) {
 			_, err := second.Revoke(ctx, RevokeParams{Device: o.kari.ID().String(), CompromisedSince: &point})
 			require.NoError(t, err)
 		}
@@ -416,4 +422,5 @@ func TestSnapshotCheckMeetsRevocation(t *testing.T) {
 	require.True(t, revoked.Load(), "the coordinator rebuilt nothing")
 	require.Nil(t, o.countersigned(), "countersigned after a check that did not know of the revocation")
 	require.True(t, o.coord.chain.State().Devices[o.kari.ID()].Revoked, "the revocation is not in the coordinator's chain")
+	require.NotContains(t, o.noticesOf(o.coord), "not countersigned", "the snapshot was judged")
 }
