@@ -25,8 +25,11 @@
 // voided is rebuilt from verified history without them (rebuild.go).
 //
 // Long histories are cut short by snapshots (snapshot.go): a worker device
-// posts a sealed, signed image of a stream's state and merge metadata, a
-// coordinator device countersigns it after rebuilding the same state from
-// the history, the relay then prunes, and a device new to the stream
-// starts from the countersigned snapshot.
+// (a coordinator device for a stream no worker reads) posts a sealed,
+// signed image of a stream's state and merge metadata, a coordinator
+// device countersigns it after rebuilding the same state from the history,
+// the relay then prunes after its keep window, and a device new to the
+// stream starts from the newest usable countersigned snapshot
+// (snapbase.go: after a compromised-since revocation, one countersigned
+// before the point or after the revocation).
 package client
