@@ -300,8 +300,8 @@ func (d *Device) startFromSnapshot(ctx context.Context, c *transport.Client, s s
 	if cursor > 0 && h.Pruned <= cursor {
 		return cursor, nil
 	}
-	if len(d.countersignatures(s)) == 0 {
-		return cursor, nil
+	if str := d.chain.State().Streams[s]; str == nil || str.Countersigned == nil {
+		return cursor, nil // the newest non-void countersignature: there is none
 	}
 	from := max(h.Pruned, cursor+1)
 	cand, content, err := d.usableSnapshot(ctx, c, s, from, ^syncproto.Seq(0))
@@ -434,7 +434,7 @@ func (d *Device) rebuild(ctx context.Context, c *transport.Client, s syncproto.S
 	defer scratch.Close()
 	authors := map[syncproto.DeviceID]authorPos{}
 	var after syncproto.Seq
-	if len(d.countersignatures(s)) > 0 {
+	if d.chain.State().Streams[s].Countersigned != nil {
 		cand, prev, err := d.usableSnapshot(ctx, c, s, pruned, upto-1)
 		if (errors.Is(err, errNoUsableSnapshot) || errors.Is(err, ErrSnapshot)) && pruned == 0 {
 			prev, err = nil, nil // the whole history is there
