@@ -215,7 +215,9 @@
 // days; 0 prunes at once), counted from the countersignature's signed
 // time, which the relay refuses if it is more than 10 minutes behind its
 // own clock; countersignatures the chain voids (a compromised-since
-// revocation) do not count. It checks at each countersignature and each
+// revocation) do not count, nor any signed between a device's
+// compromised-since point and its revocation (it may vouch for that
+// device's void edits; the relay cannot see a snapshot's authors). It checks at each countersignature and each
 // snapshot upload of the stream. So after a newer countersignature, the
 // previous countersigned snapshot and every batch after it stay for at
 // least the window: if a coordinator laptop is stolen and revoked as

@@ -175,7 +175,8 @@ const maxCountersignSkew = 10 * time.Minute
 // batches up to it and the snapshots before it go; it and every later
 // snapshot stay, served by hash. Only countersignatures the chain does not
 // void count, and the window is measured from the countersignature's
-// signed time (not backdated, see appendPosted). So for the keep window
+// signed time (not backdated, see appendPosted), and none signed between a
+// device's compromised-since point and its revocation. So for the keep window
 // after a countersignature the previous countersigned snapshot and the
 // history after it stay, and a compromised-since revocation made within
 // the window leaves every stream a snapshot countersigned before the
@@ -185,13 +186,31 @@ func (r *Relay) pruneStream(ctx context.Context, t *tenant, stream syncproto.Str
 	settled := uint64(r.now().Add(-r.keep).UnixMilli())
 	var cands []*syncproto.SnapshotCountersigned
 	t.read(func(ch *syncproto.Chain) {
-		for pos := ch.Len() - 1; pos >= 0; pos-- {
-			s := ch.Statement(syncproto.ChainPos(pos))
-			cs, ok := s.Body.(*syncproto.SnapshotCountersigned)
-			if ok && cs.Stream == stream && !ch.IsVoid(syncproto.ChainPos(pos)) && s.TimeMS <= settled {
-				c := *cs
-				cands = append(cands, &c)
+		// A countersignature signed after a device's compromised-since
+		// point and before its revocation may vouch for that device's void
+		// edits (the relay cannot see the snapshot's authors): it never
+		// counts, so the one before it stays until a later one has stood.
+		var windows [][2]syncproto.ChainPos
+		for _, d := range ch.State().Devices {
+			if d.HasCompromisedSince {
+				windows = append(windows, [2]syncproto.ChainPos{d.CompromisedSince, d.RevokedAt})
 			}
+		}
+	next:
+		for pos := ch.Len() - 1; pos >= 0; pos-- {
+			p := syncproto.ChainPos(pos)
+			s := ch.Statement(p)
+			cs, ok := s.Body.(*syncproto.SnapshotCountersigned)
+			if !ok || cs.Stream != stream || ch.IsVoid(p) || s.TimeMS > settled {
+				continue
+			}
+			for _, w := range windows {
+				if p > w[0] && p <= w[1] {
+					continue next
+				}
+			}
+			c := *cs
+			cands = append(cands, &c)
 		}
 	})
 	for _, cs := range cands {
