@@ -116,18 +116,18 @@ func (d *Device) voidedEnrolmentRevoked(dev syncproto.DeviceID) (syncproto.Chain
 }
 
 // usableSnapshot finds the newest usable countersigned snapshot of stream
-// s with min <= Seq <= max, fetched and opened. It returns
+// s with lo <= Seq <= hi, fetched and opened. It returns
 // errNoUsableSnapshot if there is none; a refusal of a candidate the relay
 // should hold (ErrSnapshot: hidden, forged) is returned only if no older
 // one is usable either.
-func (d *Device) usableSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, min, max syncproto.Seq) (countersignature, *syncproto.SnapshotContent, error) {
+func (d *Device) usableSnapshot(ctx context.Context, c *transport.Client, s syncproto.StreamID, lo, hi syncproto.Seq) (countersignature, *syncproto.SnapshotContent, error) {
 	var hostile error // a candidate hidden or forged: the relay misbehaves
 	var tainted error // a candidate holding edits that are now void
 	for _, cand := range d.countersignatures(s) {
-		if cand.cs.Seq > max {
+		if cand.cs.Seq > hi {
 			continue
 		}
-		if cand.cs.Seq < min {
+		if cand.cs.Seq < lo {
 			break // the chain refuses a countersignature going back, so the rest are older
 		}
 		content, err := d.countersigned(ctx, c, s, cand.cs)
