@@ -13,7 +13,9 @@ import (
 
 	"github.com/fristed/fristed/client/replica"
 	"github.com/fristed/fristed/client/transport"
+	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/server"
+	"github.com/fristed/fristed/server/relaytest"
 	"github.com/fristed/fristed/syncproto"
 )
 
@@ -428,4 +430,77 @@ func TestSnapshotCheckMeetsRevocation(t *testing.T) {
 	require.Nil(t, o.countersigned(), "countersigned after a check that did not know of the revocation")
 	require.True(t, o.coord.chain.State().Devices[o.kari.ID()].Revoked, "the revocation is not in the coordinator's chain")
 	require.NotContains(t, o.noticesOf(o.coord), "not countersigned", "the snapshot was judged")
+}
+
+// TestUsableCountersignatureRule: which authors make a countersignature at
+// a chain position unusable. Device B, a coordinator, is revoked as
+// compromised since position P by a revocation at R; after P it enrolled
+// laptop X, whose enrolment is void. A countersignature at or before P, or
+// after R, is usable with B's edits in it; one in between is not. X counts
+// as revoked at R; an honest author never taints; an author the chain
+// never knew always does.
+func TestUsableCountersignatureRule(t *testing.T) {
+	relayKey, err := fcrypto.GenerateSigningKey()
+	require.NoError(t, err)
+	o, err := relaytest.NewOrg(relayKey.Public())
+	require.NoError(t, err)
+	dev := func() *relaytest.Device {
+		d, err := relaytest.NewDevice()
+		require.NoError(t, err)
+		return d
+	}
+	a, b, k, x := dev(), dev(), dev(), dev()
+	must := func(_ []byte, err error) { t.Helper(); require.NoError(t, err) }
+	must(o.Delegate(a))
+	must(o.Delegate(b))
+	w, _, err := o.AddWorker(a)
+	require.NoError(t, err)
+	must(o.Enrol(a, k, w))
+	s, _, err := o.CreateStream(a, syncproto.StreamResident)
+	require.NoError(t, err)
+	countersign := func(seq syncproto.Seq) syncproto.ChainPos {
+		must(o.DeviceSign(a, &syncproto.SnapshotCountersigned{Stream: s, Seq: seq, Snapshot: syncproto.Hash{byte(seq)}}))
+		return o.Head().Pos
+	}
+	atPoint := countersign(1)
+	point := atPoint
+	must(o.Enrol(b, x, w)) // by the thief, after the point
+	between := countersign(2)
+	must(o.RootSign(&syncproto.DeviceRevoked{Device: b.ID, HasCompromisedSince: true, CompromisedSince: point}))
+	revokedAt := o.Head().Pos
+	after := countersign(3)
+
+	ch := syncproto.NewChain(o.Fingerprint())
+	for _, raw := range o.Raws() {
+		_, err := ch.Append(raw)
+		require.NoError(t, err)
+	}
+	require.True(t, ch.State().Devices[b.ID].HasCompromisedSince)
+	require.Equal(t, revokedAt, ch.State().Devices[b.ID].RevokedAt)
+	require.Nil(t, ch.State().Devices[x.ID], "the thief's enrolment stands")
+	d := &Device{chain: ch}
+	var stranger syncproto.DeviceID
+	stranger[0] = 0xee
+	for _, tc := range []struct {
+		name   string
+		author syncproto.DeviceID
+		pos    syncproto.ChainPos
+		bad    bool
+	}{
+		{"compromised author, countersigned at the point", b.ID, atPoint, false},
+		{"compromised author, countersigned between point and revocation", b.ID, between, true},
+		{"compromised author, countersigned after the revocation", b.ID, after, false},
+		{"voided enrolment, between", x.ID, between, true},
+		{"voided enrolment, after the revocation", x.ID, after, false},
+		{"honest author, between", k.ID, between, false},
+		{"unknown author, after the revocation", stranger, after, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			content := &syncproto.SnapshotContent{Authors: []syncproto.SnapshotAuthor{{Device: k.ID}, {Device: tc.author}}}
+			got, bad := d.taintedBy(tc.pos, content)
+			if bad != tc.bad || (bad && got != tc.author) {
+				t.Fatalf("got %s, %v; want tainted %v by %s", got, bad, tc.bad, tc.author)
+			}
+		})
+	}
 }
