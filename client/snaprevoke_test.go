@@ -504,3 +504,27 @@ func TestUsableCountersignatureRule(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotNoneOfAuditLog: the audit stream, read only by coordinator
+// laptops, is never snapshotted, however long: its log is checked link by
+// link from the first batch.
+func TestSnapshotNoneOfAuditLog(t *testing.T) {
+	o := newSnapOrg(t, 1)
+	audit, ok := drillStreamOfKind(o.coord.chain.State(), syncproto.StreamAudit)
+	require.True(t, ok, "no audit stream")
+	ola := o.addResident("Ola") // a worker-less resident beside it, which does get one
+	for range 3 {
+		_, err := o.coord.ResidentShow("Ola", true) // a reveal: an audit entry
+		require.NoError(t, err)
+		o.sync(o.coord)
+	}
+	pushHistory(t, o.coord, ola, 4, 2)
+	o.sync(o.coord)
+	require.Greater(t, o.headOf(audit).Head, syncproto.Seq(2), "audit entries on the relay")
+	require.NotNil(t, o.coord.chain.State().Streams[ola].Countersigned, "the resident's snapshot")
+	require.Nil(t, o.coord.chain.State().Streams[audit].Countersigned, "the audit log was snapshotted")
+	c, err := o.coord.client()
+	require.NoError(t, err)
+	_, err = c.GetSnapshot(context.Background(), audit)
+	require.True(t, isSnapshotNotFound(err), "got %v, want no snapshot of the audit log", err)
+}

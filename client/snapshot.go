@@ -84,6 +84,11 @@ func (d *Device) snapshots(ctx context.Context) error {
 		if !ok || str == nil || str.Purged {
 			continue
 		}
+		if str.Kind == syncproto.StreamAudit {
+			// The audit log is checked link by link from its first batch
+			// (auditlog.go): it is kept whole, never snapshotted.
+			continue
+		}
 		var base syncproto.Seq
 		if str.Countersigned != nil {
 			base = str.Countersigned.Seq
