@@ -3,15 +3,18 @@ package client
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/fristed/fristed/client/replica"
 	"github.com/fristed/fristed/syncproto"
 )
 
 // AuditEntry is one line of `audit show`: who did what, when, in plain
 // language. Source is "chain" for signed admin statements and relay facts,
-// "device" for access events recorded on the devices (reveals).
+// "device" for access events recorded on the devices (case opened, sealed
+// fields revealed, export made).
 type AuditEntry struct {
 	At       time.Time `json:"at"`
 	Who      string    `json:"who"`
@@ -64,12 +67,7 @@ func (d *Device) AuditShow(resident string, since time.Time) ([]AuditEntry, erro
 				continue
 			}
 			e := AuditEntry{At: ev.At.UTC(), Who: d.deviceLabel(ev.Device), Source: "device"}
-			switch ev.Event {
-			case "reveal":
-				e.What = "revealed the sealed fields"
-			default:
-				e.What = ev.Event
-			}
+			e.What = describeEvent(ev)
 			if !sid.IsZero() {
 				e.Resident = d.residentLabel(sid)
 			}
@@ -84,6 +82,24 @@ func (d *Device) AuditShow(resident string, since time.Time) ([]AuditEntry, erro
 	}
 	sort.SliceStable(kept, func(i, j int) bool { return kept[i].At.Before(kept[j].At) })
 	return kept, nil
+}
+
+// describeEvent puts an access event in plain language.
+func describeEvent(ev replica.AuditEvent) string {
+	switch ev.Event {
+	case auditOpen:
+		return "opened the case"
+	case auditReveal:
+		return "opened the case and revealed the sealed fields"
+	case auditExport:
+		if ev.Detail == "" {
+			return "exported case data"
+		}
+		return "exported " + ev.Detail
+	case auditEmergency:
+		return "exported an emergency card for the police"
+	}
+	return "recorded " + strconv.Quote(ev.Event) // from a newer version
 }
 
 // describeStatement puts a statement in plain language.
@@ -118,7 +134,7 @@ func (d *Device) describeStatement(st *syncproto.Statement) (AuditEntry, syncpro
 		if b.Kind != syncproto.StreamResident {
 			return e, stream, false
 		}
-		e.What, stream = "opened the case", b.Stream
+		e.What, stream = "created the case", b.Stream
 	case *syncproto.Assigned:
 		e.What, stream = "assigned "+d.labelOf(kindWorker, syncproto.DeltaID(b.Worker)), b.Stream
 	case *syncproto.Unassigned:

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -115,21 +116,27 @@ func (d *Device) LogAdd(ref, category string, minutes int, text string) (string,
 	return id.String(), nil
 }
 
-// ResidentShow returns a resident's case. With reveal, sealed fields are
-// shown and the reveal is recorded in the audit log first.
+// ResidentShow returns a resident's case. Showing a case is an access
+// event: it is recorded in the audit log first, as "reveal" with reveal
+// (sealed fields shown; the opening is part of it) and as "open" without
+// (see auditOpen for repeated opens). Nothing is shown if the event cannot
+// be recorded.
 func (d *Device) ResidentShow(ref string, reveal bool) (*replica.ResidentView, error) {
 	sid, err := d.resolveResident(ref)
 	if err != nil {
 		return nil, err
 	}
-	if reveal {
-		if err := d.audit("reveal", sid); err != nil {
-			return nil, fmt.Errorf("record the reveal in the audit log: %w", err)
-		}
-	}
+	// A case this laptop does not hold is not opened: nothing to record.
 	v, err := d.rep.Resident(sid, reveal)
 	if err != nil {
 		return nil, err
+	}
+	if reveal {
+		if err := d.audit(auditReveal, sid); err != nil {
+			return nil, fmt.Errorf("record the reveal in the audit log: %w", err)
+		}
+	} else if err := d.auditOpen(sid); err != nil {
+		return nil, fmt.Errorf("record the case opening in the audit log: %w", err)
 	}
 	return v, nil
 }
@@ -150,15 +157,78 @@ func (d *Device) ResidentList() ([]replica.ResidentSummary, error) {
 	return out, nil
 }
 
+// Access events recorded on the devices (the audit entry's "event").
+const (
+	auditOpen      = "open"           // a case's content shown
+	auditReveal    = "reveal"         // a case shown with its sealed fields
+	auditExport    = "export"         // case data written out of the replica
+	auditEmergency = "emergency card" // written before exports were named as such
+)
+
+// OpenWindow is how long repeated openings of one case on one laptop
+// count as one access: the first opening is recorded, the others within
+// the window after it are not. Who, what and when stay in the log (the
+// first opening names the laptop, the case and the time; a later opening
+// outside the window is a new event), while a worker paging back and forth
+// through a case during one conversation does not write an entry per
+// command. Reveals and exports are never collapsed.
+const OpenWindow = 10 * time.Minute
+
+// auditOpen records that this device opened a case, unless it recorded an
+// opening of the same case less than OpenWindow ago.
+func (d *Device) auditOpen(sid syncproto.StreamID) error {
+	now := d.opts.now().Truncate(time.Second)
+	var last int64
+	err := d.db().QueryRow(`SELECT at_ms FROM local_opened WHERE stream = ?`, sid[:]).Scan(&last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("read openings: %w", err)
+	default:
+		// A clock set back (last in the future) records anew.
+		if at := time.UnixMilli(last); !at.After(now) && now.Sub(at) < OpenWindow {
+			return nil
+		}
+	}
+	if err := d.audit(auditOpen, sid); err != nil {
+		return err
+	}
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_opened (stream, at_ms) VALUES (?, ?)`, sid[:], now.UnixMilli()); err != nil {
+		return fmt.Errorf("write openings: %w", err)
+	}
+	d.dirty = true
+	return nil
+}
+
 // audit records an access event in the audit stream, as a local edit that
 // syncs to the coordinators like any other.
 func (d *Device) audit(event string, resident syncproto.StreamID) error {
+	return d.auditEvent(replica.AuditEvent{Event: event, Resident: resident.String()})
+}
+
+// recordExport records that case data was written out of this laptop:
+// what names the export in plain language ("sealed alarm envelope for the
+// police", "annual report 2026"); resident is the case it came from, or
+// zero for an export across cases (the annual report). Call it before the
+// data is written, and write nothing if it fails.
+func (d *Device) recordExport(resident syncproto.StreamID, what string) error {
+	ev := replica.AuditEvent{Event: auditExport, Detail: what}
+	if !resident.IsZero() {
+		ev.Resident = resident.String()
+	}
+	if err := d.auditEvent(ev); err != nil {
+		return fmt.Errorf("record the export in the audit log: %w", err)
+	}
+	return nil
+}
+
+func (d *Device) auditEvent(ev replica.AuditEvent) error {
 	as, ok := d.streamOfKind(syncproto.StreamAudit)
 	if !ok {
 		return errors.New("the org has no audit log yet: sync first")
 	}
-	ops, err := d.rep.AuditOps(as, replica.AuditEvent{Event: event, Resident: resident.String(),
-		Device: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)})
+	ev.Device, ev.At = d.pc.device.String(), d.opts.now().Truncate(time.Second)
+	ops, err := d.rep.AuditOps(as, ev)
 	if err != nil {
 		return err
 	}

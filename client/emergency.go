@@ -50,8 +50,8 @@ func (d *Device) EnvelopeEmergency(resident, police string) (*EmergencyResult, e
 	if !ok {
 		alarm = syncproto.NewAlarmID() // no sealed envelope yet: the card names a fresh id
 	}
-	if err := d.audit("emergency card", sid); err != nil {
-		return nil, fmt.Errorf("record the emergency card in the audit log: %w", err)
+	if err := d.recordExport(sid, "an emergency card for the police"); err != nil {
+		return nil, err
 	}
 	v, err := d.rep.Resident(sid, true)
 	if err != nil {

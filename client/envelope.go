@@ -307,9 +307,11 @@ func (d *Device) sealGeneration(ctx context.Context, sid syncproto.StreamID, ala
 		if err := d.readsWholeCase(sid); err != nil {
 			return 0, fmt.Errorf("seal: %w", err)
 		}
-		// Reading the sealed fields is a reveal: audit it first.
-		if err := d.audit("reveal", sid); err != nil {
-			return 0, fmt.Errorf("record the reveal in the audit log: %w", err)
+		// The card carries the sealed fields out of this laptop, to the
+		// police: an export, audited first. (It is not shown here, so it
+		// is not recorded as a reveal.)
+		if err := d.recordExport(sid, "a sealed alarm envelope for the police"); err != nil {
+			return 0, err
 		}
 		if v, err = d.rep.Resident(sid, true); err != nil {
 			return 0, err

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS local_receipts (stream BLOB NOT NULL, seq INTEGER NOT
 CREATE TABLE IF NOT EXISTS local_rebuild (stream BLOB PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS local_audit (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL, author BLOB NOT NULL,
 	created_ms INTEGER NOT NULL, link BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS local_opened (stream BLOB PRIMARY KEY, at_ms INTEGER NOT NULL);
 `
 
 func (d *Device) init() error {

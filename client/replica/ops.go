@@ -165,6 +165,7 @@ func (r *Replica) LogOps(stream syncproto.StreamID, e LogEntry) (syncproto.Delta
 type AuditEvent struct {
 	ID       syncproto.DeltaID // set when read; ignored on input
 	Event    string            // what happened, e.g. "reveal"
+	Detail   string            // for an export, what was written out
 	Resident string            // the resident's stream id, if any
 	Device   string            // the device it happened on
 	At       time.Time
@@ -173,7 +174,7 @@ type AuditEvent struct {
 // AuditOps returns the op that adds an event to an audit stream.
 func (r *Replica) AuditOps(stream syncproto.StreamID, ev AuditEvent) ([]syncproto.Op, error) {
 	_, ops, err := r.NewRecordOps(stream, KindAudit, map[string]string{
-		"event": ev.Event, "resident": ev.Resident, "device": ev.Device, "at": formatTime(ev.At),
+		"event": ev.Event, "detail": ev.Detail, "resident": ev.Resident, "device": ev.Device, "at": formatTime(ev.At),
 	})
 	return ops, err
 }

@@ -277,9 +277,10 @@ var schema = []Kind{
 			{Name: "minutes_services", Type: TypeMinutes, Doc: "follow-up minutes: contact with services"},
 		}},
 	{Name: KindAudit, Stream: StreamAudit, Class: ClassEntry,
-		Doc: "An access event, e.g. a reveal of sealed fields.",
+		Doc: "An access event: a case opened, sealed fields revealed, case data exported.",
 		Fields: []Field{
-			{Name: "event", Type: TypeText, Required: true, Doc: "what happened, e.g. reveal"},
+			{Name: "event", Type: TypeText, Required: true, Doc: "what happened: open, reveal, export (older entries: emergency card)"},
+			{Name: "detail", Type: TypeText, Doc: "for an export, what was written out and where to"},
 			{Name: "resident", Type: TypeStream, Doc: "the resident it concerns"},
 			{Name: "device", Type: TypeDevice, Required: true, Doc: "the device it happened on"},
 			{Name: "at", Type: TypeTime, Required: true, Doc: "when"},

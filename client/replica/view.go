@@ -296,7 +296,7 @@ func (r *Replica) AuditEvents(stream syncproto.StreamID) ([]AuditEvent, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, AuditEvent{ID: rec.ID, Event: rec.Fields["event"], Resident: rec.Fields["resident"],
+		out = append(out, AuditEvent{ID: rec.ID, Event: rec.Fields["event"], Detail: rec.Fields["detail"], Resident: rec.Fields["resident"],
 			Device: rec.Fields["device"], At: at.UTC()})
 	}
 	slices.SortFunc(out, func(a, b AuditEvent) int {
