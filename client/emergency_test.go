@@ -46,7 +46,7 @@ func TestEmergencyCard(t *testing.T) {
 	require.NoError(t, err)
 	found := false
 	for _, e := range entries {
-		found = found || strings.Contains(e.What, "emergency card")
+		found = found || (e.Source == "device" && e.What == "exported an emergency card for the police")
 	}
 	if !found {
 		t.Errorf("got audit %+v, want an emergency card entry", entries)

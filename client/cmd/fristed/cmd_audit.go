@@ -42,12 +42,14 @@ deleted.`,
 	})
 	register(&command{
 		name:    "audit show",
-		summary: "who did what, when: admin acts, relay facts and reveals (coordinator)",
+		summary: "who did what, when: admin acts, relay facts, case openings, reveals, exports (coordinator)",
 		usage:   "[--resident R] [--since YYYY-MM-DD|RFC3339] [--json]",
 		help: `Lists the signed admin statements of the chain (enrolments, revocations,
 assignments, closings, envelope releases, refused laptops) and the access
-events laptops record (reveals of sealed fields), in plain language, from
-this laptop's replica: run fristed sync first for the latest.`,
+events laptops record (a case opened, sealed fields revealed, case data
+exported in an alarm envelope or emergency card), in plain language, from
+this laptop's replica: run fristed sync first for the latest. Openings of
+one case on one laptop within 10 minutes of each other are one event.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("resident", "", "only this resident (id or pseudonym)")
 			fs.String("since", "", "only from this date or time on")

@@ -97,7 +97,7 @@ description without a photo that the alarm card carries.`,
 		name:    "resident show",
 		summary: "show a resident's case",
 		usage:   "RESIDENT [--reveal] [--json]",
-		help:    `Sealed fields are masked unless --reveal; every reveal is recorded in the audit log.`,
+		help:    `Showing a case is recorded in the audit log (once per 10 minutes per case on this laptop). Sealed fields are masked unless --reveal; every reveal is recorded.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.Bool("reveal", false, "show sealed fields (recorded in the audit log)")
 			fs.Bool("json", false, "print JSON")
