@@ -47,7 +47,7 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	shown := o.must(o.coord, "audit", "show", "--resident", "Mina")
 	require.Equal(t, 5, strings.Count(shown, "revealed the sealed fields"), "audit show:\n%s", shown)
 	for _, who := range []string{"Kari Nordmann (kari-laptop)", "Ola Hansen (ola-laptop)"} {
-		require.Contains(t, shown, who+" revealed the sealed fields")
+		require.Contains(t, shown, who+" opened the case and revealed the sealed fields")
 	}
 
 	// The audit stream is keyed to the coordinator laptop alone.
