@@ -420,3 +420,67 @@ func flipByte(b []byte, at int) []byte {
 	out[at] ^= 0x01
 	return out
 }
+
+// drillAuditUnpulled: a worker laptop's newest audit entries, deleted on
+// the relay's disk before any coordinator laptop pulled them (so no
+// checkpoint or coordinator copy covers them), are caught by the author
+// laptop: its sync compares the receipts the relay signed for its entries
+// with the audit stream's head, which it may read though it may not pull
+// the stream, and goes on failing until the entries are back.
+func drillAuditUnpulled(t *testing.T, bins drillBins) {
+	o := newDrillOrg(t, bins, nil)
+	o.must(o.coord, "worker", "add", "Kari Nordmann")
+	k1 := o.home("k1")
+	o.enrol(o.coord, k1, "kari-laptop", "Kari Nordmann")
+	o.residentAdd("Mina")
+	o.must(o.coord, "assign", "Mina", "--worker", "Kari Nordmann")
+	o.must(o.coord, "sync")
+	o.must(k1, "sync")
+	o.must(k1, "resident", "show", "Mina")
+	o.must(k1, "sync")
+	o.must(k1, "resident", "show", "Mina", "--reveal")
+	o.must(k1, "sync") // the head check passes on the intact log
+
+	audit, ok := drillStreamOfKind(o.chain().State(), syncproto.StreamAudit)
+	require.True(t, ok)
+	o.with(k1, func(d *Device) {
+		c, err := d.client()
+		require.NoError(t, err)
+		h, err := c.StreamHead(context.Background(), audit)
+		require.NoError(t, err, "a worker laptop reading the audit stream's head")
+		require.Equal(t, syncproto.Seq(2), h.Head)
+		_, _, err = c.PullBatches(context.Background(), audit, 0, 10, 0)
+		require.Equal(t, syncproto.CodeNotAssigned, syncproto.CodeOf(err), "a worker laptop pulling the audit stream: got %v", err)
+	})
+
+	// The newest entry (the reveal) deleted and the head moved back.
+	db := o.relayWriteDB()
+	var tenant []byte
+	var row [6]any
+	var id, author, dids, raw []byte
+	var epoch, recv int64
+	require.NoError(t, db.QueryRow(`SELECT tenant, id, author, epoch, delta_ids, raw, received_ms FROM batches WHERE stream = ? AND seq = 2`,
+		audit[:]).Scan(&tenant, &id, &author, &epoch, &dids, &raw, &recv))
+	row = [6]any{id, author, epoch, dids, raw, recv}
+	_, err := db.Exec(`DELETE FROM batches WHERE stream = ? AND seq = 2`, audit[:])
+	require.NoError(t, err)
+	_, err = db.Exec(`UPDATE streams SET head = 1 WHERE stream = ?`, audit[:])
+	require.NoError(t, err)
+
+	want := `^fristed: error: .*the relay shows 1 audit log entries but signed a receipt for this laptop's entry 2: entries were deleted$`
+	require.Regexp(t, want, o.fail(k1, "sync"))
+	require.Regexp(t, want, o.fail(k1, "sync"), "the second sync after the deletion")
+	// The coordinator laptop never saw the entry: its view of the log is
+	// consistent, which is why the author's check is needed.
+	o.must(o.coord, "sync")
+	require.Regexp(t, `^audit log intact: 1 entry `, o.must(o.coord, "audit", "verify"))
+
+	// Put back, the author's sync passes again.
+	_, err = db.Exec(`INSERT INTO batches (tenant, stream, seq, id, author, epoch, delta_ids, raw, received_ms) VALUES (?, ?, 2, ?, ?, ?, ?, ?, ?)`,
+		append([]any{tenant, audit[:]}, row[:]...)...)
+	require.NoError(t, err)
+	_, err = db.Exec(`UPDATE streams SET head = 2 WHERE stream = ?`, audit[:])
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	o.must(k1, "sync")
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fristed/fristed/client/transport"
@@ -150,6 +151,42 @@ func (d *Device) linkAudit(p transport.Pulled) error {
 		return fmt.Errorf("write audit link: %w", err)
 	}
 	d.dirty = true
+	return nil
+}
+
+// checkAuditReceipts catches the deletion of this laptop's newest audit
+// entries on a laptop that does not read the audit stream (a worker's):
+// the relay signed a receipt for each entry it accepted, with its
+// position, and the stream's head must not be below the highest of them.
+// Entries a coordinator laptop has pulled are covered by its copy and the
+// signed checkpoints; this covers those it has not pulled yet. The
+// receipts stay in the replica, so the laptop goes on reporting until the
+// relay shows the entries again. (A coordinator laptop reads the stream:
+// pull makes the same comparison for it.)
+func (d *Device) checkAuditReceipts(ctx context.Context) error {
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	if !ok || slices.Contains(d.readableStreams(), as) {
+		return nil
+	}
+	var maxReceipt int64
+	if err := d.db().QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM local_receipts WHERE stream = ?`, as[:]).Scan(&maxReceipt); err != nil {
+		return fmt.Errorf("read audit receipts: %w", err)
+	}
+	if maxReceipt == 0 {
+		return nil
+	}
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	h, err := c.StreamHead(ctx, as)
+	if err != nil {
+		return err
+	}
+	if int64(h.Head) < maxReceipt {
+		return fmt.Errorf("%w: the relay shows %d audit log entries but signed a receipt for this laptop's entry %d: entries were deleted",
+			ErrHistory, h.Head, maxReceipt)
+	}
 	return nil
 }
 

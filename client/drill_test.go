@@ -53,6 +53,7 @@ func TestDrill(t *testing.T) {
 		{"OfflineEpochChange", drillOfflineEpochChange},
 		{"Retention", drillRetention},
 		{"AuditTampering", drillAuditTampering},
+		{"AuditUnpulled", drillAuditUnpulled},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()

@@ -91,6 +91,9 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 	if err := d.pull(ctx, res); err != nil {
 		return err
 	}
+	if err := d.checkAuditReceipts(ctx); err != nil {
+		return err
+	}
 	if d.cfg.Role == RoleCoordinator {
 		d.resealNotices(ctx, nil)
 		if err := d.checkpointAudit(ctx); err != nil {

@@ -313,8 +313,23 @@ func (r *Relay) streamHead(c echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	if err := r.readable(ctx, s, stream); err != nil {
-		return err
+	// The audit stream's head is also given to every active device of the
+	// tenant: each appends to the log (CheckBatch) and keeps the receipts
+	// for its own entries, and comparing them with the head is how an
+	// author laptop sees its entries deleted before a coordinator laptop
+	// pulled them. The head is a count of entries, which the device's own
+	// receipts already bound; the entries stay unreadable to it (pulls are
+	// refused).
+	var auditHead bool
+	s.t.read(func(ch *syncproto.Chain) {
+		st := ch.State()
+		str := st.Streams[stream]
+		auditHead = str != nil && str.Kind == syncproto.StreamAudit && st.Devices[s.device].Active()
+	})
+	if !auditHead {
+		if err := r.readable(ctx, s, stream); err != nil {
+			return err
+		}
 	}
 	head, pruned, err := r.st.StreamHead(ctx, s.t.id, stream)
 	if err != nil {

@@ -167,6 +167,9 @@
 //	     empty list means nothing arrived.
 //	GET  /v1/t/{tenant}/streams/{stream}/head
 //	     200 {"head": N, "pruned": N}
+//	     for a stream the device can read, and for the tenant's audit
+//	     stream for every active device (each appends to it and compares
+//	     its own receipts with the head); else 403 not_assigned.
 //	POST /v1/t/{tenant}/heads
 //	     {"streams": {"s_...": seq}, "chain": pos, "wait": seconds}
 //	     200 {"streams": {"s_...": {"head": N, "pruned": N}}, "chain": pos}

@@ -664,6 +664,16 @@ func (c *Client) Heads(ctx context.Context, known map[syncproto.StreamID]syncpro
 	return res, syncproto.ChainPos(out.Chain), nil
 }
 
+// StreamHead returns one stream's head: a stream the device reads, or the
+// tenant's audit stream, whose head every active device may see.
+func (c *Client) StreamHead(ctx context.Context, stream syncproto.StreamID) (StreamHead, error) {
+	var out StreamHead
+	if _, _, err := c.do(ctx, http.MethodGet, c.tpath("/streams/"+stream.String()+"/head"), nil, nil, "", true, &out); err != nil {
+		return StreamHead{}, fmt.Errorf("fetch stream head: %w", err)
+	}
+	return out, nil
+}
+
 // PutSnapshot uploads an encrypted snapshot.
 func (c *Client) PutSnapshot(ctx context.Context, stream syncproto.StreamID, raw []byte) error {
 	_, _, err := c.do(ctx, http.MethodPut, c.tpath("/streams/"+stream.String()+"/snapshot"), nil, raw, "application/octet-stream", true, nil)
