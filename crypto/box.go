@@ -2,6 +2,8 @@ package crypto
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/fristed/fristed/crypto/internal/bech32"
 )
 
 // BoxIdentity is a device's (or a release envelope's) age decryption key:
@@ -27,6 +31,25 @@ func GenerateBoxIdentity() (*BoxIdentity, error) {
 		return nil, fmt.Errorf("generate age identity: %w", err)
 	}
 	return &BoxIdentity{id: id}, nil
+}
+
+// DeriveBoxIdentity returns the hybrid identity derived from the key k
+// and a context naming its use: its 32-byte ML-KEM-768 + X25519 seed is
+// HKDF-SHA-256 of k with info "fristed/v1/box-identity" and context. The
+// same key and context always give the same identity, so whoever holds the
+// key can open what was sealed to its recipient; a different context gives
+// an unrelated one.
+func (k *Key) DeriveBoxIdentity(context []byte) (*BoxIdentity, error) {
+	seed, err := hkdf.Key(sha256.New, k.b[:], nil, "fristed/v1/box-identity\x00"+string(context), 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive age identity: %w", err)
+	}
+	defer clear(seed)
+	s, err := bech32.Encode("AGE-SECRET-KEY-PQ-", seed)
+	if err != nil {
+		return nil, fmt.Errorf("derive age identity: %w", err)
+	}
+	return ParseBoxIdentity(s)
 }
 
 // ParseBoxIdentity parses the secret form written by Marshal.
