@@ -23,6 +23,24 @@ import (
 // the relay and every device, hash-linked and append-only) carries a
 // signed commitment to the whole log up to it.
 
+// The recipient. Entries sealed to the box keys of the coordinator laptops
+// of the moment cannot be opened by a coordinator laptop enrolled later,
+// nor by one made with org recover. So each audit epoch also has a
+// recipient of its own: the hybrid age identity derived from the epoch's
+// key (AuditIdentity), whose public half a coordinator names in a signed
+// AuditRecipient statement right after starting the epoch. Its secret
+// travels as the epoch key does - wrapped to the epoch's coordinator
+// laptops, and to later ones when they are given the older keys - and a
+// worker laptop, which never holds an audit epoch key, can seal to it but
+// open nothing. Until the statement exists (and for entries written before
+// it existed) entries are sealed to the epoch's devices as before; both
+// kinds open and verify.
+
+// AuditIdentity derives an audit epoch's identity from its key.
+func AuditIdentity(k *fcrypto.Key, tenant TenantID, stream StreamID, e Epoch) (*fcrypto.BoxIdentity, error) {
+	return k.DeriveBoxIdentity(append([]byte("fristed/v1/audit-recipient\x00"), EpochKeyContext(tenant, stream, e)...))
+}
+
 // AuditLinkLabel separates audit log links from every other hash.
 const AuditLinkLabel = "fristed/v1/audit-link"
 

@@ -70,6 +70,10 @@ type EpochInfo struct {
 	Devices    []DeviceID
 	Commitment Hash
 	Pos        ChainPos
+	// AuditRecipient is, for an audit stream's epoch, the recipient its
+	// entries are sealed to once an AuditRecipient statement named it
+	// (empty before: entries are sealed to the epoch's devices).
+	AuditRecipient string
 }
 
 // Has reports whether d is one of the epoch's devices.
@@ -695,6 +699,22 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		}
 		cp := *b
 		st.Checkpoint = &cp
+	case *AuditRecipient:
+		str := st.Streams[b.Stream]
+		if str == nil || str.Purged || str.Kind != StreamAudit {
+			return invalid("audit recipient of a stream that is not an audit stream")
+		}
+		cur := str.Current()
+		if cur == nil || cur.Epoch != b.Epoch {
+			return invalid("audit recipient for epoch %d, not the current one", b.Epoch)
+		}
+		if cur.AuditRecipient != "" {
+			return invalid("audit recipient of epoch %d already named", b.Epoch)
+		}
+		if _, err := fcrypto.ParseBoxRecipient(b.Recipient); err != nil {
+			return invalid("audit recipient: %v", err)
+		}
+		cur.AuditRecipient = b.Recipient
 	case *CaseClosed:
 		str := st.Streams[b.Stream]
 		if str == nil || str.Kind != StreamResident || str.Closed {

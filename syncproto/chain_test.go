@@ -125,6 +125,11 @@ func TestChainSigners(t *testing.T) {
 		{"worker device enrols", func(o *baseOrg) (signer, Body) {
 			return as(o.d1), enrolBody(newTestDevice(t, "dev1b"), o.w1)
 		}, ErrUnauthorized},
+		{"worker device names the audit recipient", func(o *baseOrg) (signer, Body) {
+			a := o.stream(o.c, "audit", StreamAudit)
+			o.epoch(o.c, a, 1, o.c)
+			return as(o.d1), &AuditRecipient{Stream: a, Epoch: 1, Recipient: testAuditRecipient(t, o.tenant, a, 1)}
+		}, ErrUnauthorized},
 		{"worker device starts an epoch", func(o *baseOrg) (signer, Body) {
 			return as(o.d1), o.epochBody(o.s, 2, o.c, o.d1)
 		}, ErrUnauthorized},
@@ -392,6 +397,26 @@ func TestChainInvalid(t *testing.T) {
 			a := o.stream(o.c, "audit", StreamAudit)
 			o.add(as(o.c), &AuditCheckpoint{Stream: a, Seq: 5, Head: testHash("5")})
 			return as(o.c), &AuditCheckpoint{Stream: a, Seq: 4, Head: testHash("4")}
+		}},
+		{"audit recipient of a resident stream", func(o *baseOrg) (signer, Body) {
+			return as(o.c), &AuditRecipient{Stream: o.s, Epoch: 1, Recipient: testAuditRecipient(t, o.tenant, o.s, 1)}
+		}},
+		{"audit recipient of a superseded epoch", func(o *baseOrg) (signer, Body) {
+			a := o.stream(o.c, "audit", StreamAudit)
+			o.epoch(o.c, a, 1, o.c)
+			o.epoch(o.c, a, 2, o.c)
+			return as(o.c), &AuditRecipient{Stream: a, Epoch: 1, Recipient: testAuditRecipient(t, o.tenant, a, 1)}
+		}},
+		{"audit recipient named twice", func(o *baseOrg) (signer, Body) {
+			a := o.stream(o.c, "audit", StreamAudit)
+			o.epoch(o.c, a, 1, o.c)
+			o.add(as(o.c), &AuditRecipient{Stream: a, Epoch: 1, Recipient: testAuditRecipient(t, o.tenant, a, 1)})
+			return as(o.c), &AuditRecipient{Stream: a, Epoch: 1, Recipient: testAuditRecipient(t, o.tenant, a, 1)}
+		}},
+		{"audit recipient that is not one", func(o *baseOrg) (signer, Body) {
+			a := o.stream(o.c, "audit", StreamAudit)
+			o.epoch(o.c, a, 1, o.c)
+			return as(o.c), &AuditRecipient{Stream: a, Epoch: 1, Recipient: "age1notarecipient"}
 		}},
 		{"case closed twice", func(o *baseOrg) (signer, Body) {
 			o.add(as(o.c), &CaseClosed{Stream: o.s})

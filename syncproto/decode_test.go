@@ -437,6 +437,7 @@ func allBodies(tb testing.TB) []Body {
 		&AuditCheckpoint{Stream: testStreamID("audit"), Seq: 4, Head: testHash("h")},
 		&CaseClosed{Stream: testStreamID("s")},
 		&SettingsChanged{RetentionDays: 1, EnvelopeExpiryDays: 2, AutoLockMinutes: 3},
+		&AuditRecipient{Stream: testStreamID("audit"), Epoch: 2, Recipient: testAuditRecipient(tb, testTenantID("t"), testStreamID("audit"), 2)},
 	}
 }
 
@@ -500,7 +501,7 @@ func TestMsgTypeString(t *testing.T) {
 		got, want string
 	}{
 		{StEpochStarted.String(), "epoch started"}, {StatementType(0).String(), "statement(0)"},
-		{StatementType(22).String(), "statement(22)"}, {SignerRelay.String(), "relay"}, {SignerKind(9).String(), "signer(9)"},
+		{StatementType(23).String(), "statement(23)"}, {SignerRelay.String(), "relay"}, {SignerKind(9).String(), "signer(9)"},
 		{StreamAudit.String(), "audit"}, {StreamKind(0).String(), "stream-kind(0)"},
 		{RoleCoordinator.String(), "coordinator"}, {RoleWorker.String(), "worker"},
 		{HLC{WallMS: 12, Logical: 3}.String(), "12.3"},

@@ -266,19 +266,19 @@ func FuzzParseID(f *testing.F) {
 //
 //	type, signer, b, c, d
 //
-// type 1..21 is a statement of that type whose fields are picked from small
+// type 1..22 is a statement of that type whose fields are picked from small
 // pools of ids by b, c and d; signer 0 is the root, 1 the relay, 2.. a
 // device of the pool. Other types feed raw bytes: 0 appends the next b
-// bytes of the input as a statement, 22 replays a statement built earlier,
-// 23 re-signs the last one under the auth label, 24 signs it with another
+// bytes of the input as a statement, 23 replays a statement built earlier,
+// 24 re-signs the last one under the auth label, 25 signs it with another
 // device's key. Seeds are the vector chains, translated.
 
 const (
 	opRaw     = 0
-	opReplay  = 22
-	opLabel   = 23
-	opWrongBy = 24
-	opKinds   = 25
+	opReplay  = 23
+	opLabel   = 24
+	opWrongBy = 25
+	opKinds   = 26
 	opLen     = 5
 	maxOps    = 48
 )
@@ -293,6 +293,7 @@ type fuzzWorld struct {
 	streams     []StreamID
 	alarms      []AlarmID
 	contacts    []ContactID
+	recipient   string // a well-formed audit recipient
 }
 
 var (
@@ -314,6 +315,7 @@ func getFuzzWorld(tb testing.TB) *fuzzWorld {
 		}
 		w.alarms = []AlarmID{testAlarmID("a"), testAlarmID("b")}
 		w.contacts = []ContactID{testContactID("oslo"), testContactID("bergen")}
+		w.recipient = testAuditRecipient(tb, w.tenant, testStreamID("audit"), 1)
 		theFuzzWorld = w
 	})
 	return theFuzzWorld
@@ -386,6 +388,12 @@ func (w *fuzzWorld) body(t StatementType, b, c, d byte) Body {
 		return &CaseClosed{Stream: str}
 	case StSettingsChanged:
 		return &SettingsChanged{RetentionDays: uint32(b), EnvelopeExpiryDays: uint32(c), AutoLockMinutes: uint32(d)}
+	case StAuditRecipient:
+		ar := &AuditRecipient{Stream: str, Epoch: Epoch(c), Recipient: w.recipient}
+		if d&1 == 1 {
+			ar.Recipient = "age1pq1notarecipient"
+		}
+		return ar
 	}
 	return nil
 }
@@ -465,6 +473,8 @@ func (w *fuzzWorld) op(s *Statement) []byte {
 		b = stream(x.Stream)
 	case *SettingsChanged:
 		b, c, d = byte(x.RetentionDays), byte(x.EnvelopeExpiryDays), byte(x.AutoLockMinutes)
+	case *AuditRecipient:
+		b, c = stream(x.Stream), byte(x.Epoch)
 	}
 	return []byte{byte(s.Body.Type()), signer, b, c, d}
 }

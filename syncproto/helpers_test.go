@@ -53,6 +53,14 @@ func testEpochKey(tb testing.TB, stream StreamID, e Epoch) *fcrypto.Key {
 	return k
 }
 
+// testAuditRecipient is the audit recipient derived from the test epoch
+// key of stream s, epoch e.
+func testAuditRecipient(tb testing.TB, tenant TenantID, s StreamID, e Epoch) string {
+	id, err := AuditIdentity(testEpochKey(tb, s, e), tenant, s, e)
+	require.NoError(tb, err)
+	return id.Recipient().String()
+}
+
 // testBoxIdentities are hybrid age identities made once with
 // age.GenerateHybridIdentity. Devices share them round-robin by name, which
 // the chain allows; tests that care give distinct names from this list.

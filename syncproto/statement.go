@@ -57,7 +57,8 @@ const (
 	StAuditCheckpoint       StatementType = 19
 	StCaseClosed            StatementType = 20
 	StSettingsChanged       StatementType = 21
-	stLast                                = StSettingsChanged
+	StAuditRecipient        StatementType = 22
+	stLast                                = StAuditRecipient
 )
 
 var statementNames = [...]string{
@@ -71,7 +72,7 @@ var statementNames = [...]string{
 	StEnvelopeSealed: "envelope sealed", StEnvelopeReleased: "envelope released",
 	StEmergencyCardWritten: "emergency card written", StDeviceRefused: "device refused",
 	StAuditCheckpoint: "audit checkpoint", StCaseClosed: "case closed",
-	StSettingsChanged: "settings changed",
+	StSettingsChanged: "settings changed", StAuditRecipient: "audit recipient",
 }
 
 func (t StatementType) String() string {
@@ -204,6 +205,13 @@ type (
 		Seq    Seq
 		Head   Hash
 	}
+	// AuditRecipient names the age recipient that audit entries under an
+	// audit stream's epoch are sealed to (see syncproto/audit.go).
+	AuditRecipient struct {
+		Stream    StreamID
+		Epoch     Epoch
+		Recipient string
+	}
 	CaseClosed      struct{ Stream StreamID }
 	SettingsChanged struct {
 		RetentionDays      uint32
@@ -233,6 +241,7 @@ func (*DeviceRefused) Type() StatementType         { return StDeviceRefused }
 func (*AuditCheckpoint) Type() StatementType       { return StAuditCheckpoint }
 func (*CaseClosed) Type() StatementType            { return StCaseClosed }
 func (*SettingsChanged) Type() StatementType       { return StSettingsChanged }
+func (*AuditRecipient) Type() StatementType        { return StAuditRecipient }
 
 func (b *TenantCreated) encode(e *enc) { e.raw(b.Root[:]); e.raw(b.Relay[:]) }
 func (b *TenantCreated) decode(d *dec) { d.fixed(b.Root[:]); d.fixed(b.Relay[:]) }
@@ -383,6 +392,17 @@ func (b *SettingsChanged) decode(d *dec) {
 	b.AutoLockMinutes = d.u32()
 }
 
+func (b *AuditRecipient) encode(e *enc) {
+	e.raw(b.Stream[:])
+	e.u32(uint32(b.Epoch))
+	e.str(b.Recipient)
+}
+func (b *AuditRecipient) decode(d *dec) {
+	d.fixed(b.Stream[:])
+	b.Epoch = Epoch(d.u32())
+	b.Recipient = d.str()
+}
+
 func newBody(t StatementType) Body {
 	switch t {
 	case StTenantCreated:
@@ -427,6 +447,8 @@ func newBody(t StatementType) Body {
 		return &CaseClosed{}
 	case StSettingsChanged:
 		return &SettingsChanged{}
+	case StAuditRecipient:
+		return &AuditRecipient{}
 	}
 	return nil
 }
@@ -528,6 +550,8 @@ func bodyStrings(b Body) []string {
 		return []string{b.Box}
 	case *DeviceEnrolled:
 		return []string{b.Box}
+	case *AuditRecipient:
+		return []string{b.Recipient}
 	}
 	return nil
 }

@@ -549,6 +549,8 @@ func fullChain(tb testing.TB) (*baseOrg, []signer) {
 	add(as(o.c), &CaseClosed{Stream: o.s})
 	o.now += 3650 * dayMS // the retention period set above
 	add(as(o.c), &StreamPurged{Stream: o.s})
+	add(as(o.c), o.epochBody(audit, 1, o.c, o.c2))
+	add(as(o.c), &AuditRecipient{Stream: audit, Epoch: 1, Recipient: testAuditRecipient(tb, o.tenant, audit, 1)})
 	add(asRoot, &DeviceRevoked{Device: o.c2.id, HasCompromisedSince: true, CompromisedSince: c2At})
 	require.Len(tb, signers, len(o.raws))
 	return o, signers
@@ -612,7 +614,7 @@ func (g *vectorGen) statements() {
 	g.vec("statement-commitment-changed", v("bad signature", commitment, cKey, "a bit of the key commitment flipped after signing"))
 	unknown := clone(ep)
 	unknown[stmtOffType] = byte(stLast) + 1
-	g.vec("statement-unknown-type", v("malformed", resign(t, unknown, cKey, fcrypto.LabelStatement), cKey, "statement type 22 is not defined (newer version?)"))
+	g.vec("statement-unknown-type", v("malformed", resign(t, unknown, cKey, fcrypto.LabelStatement), cKey, "statement type 23 is not defined (newer version?)"))
 	kind := clone(ep)
 	kind[stmtOffSigner] = 4
 	g.vec("statement-signer-kind", v("malformed", resign(t, kind, cKey, fcrypto.LabelStatement), cKey, "signer kind 4 is not defined"))
