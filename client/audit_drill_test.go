@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fristed/fristed/client/replica"
 	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/server/relaytest"
 	"github.com/fristed/fristed/syncproto"
@@ -260,13 +262,17 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	})
 
 	// A second coordinator laptop, enrolled after the entries were
-	// written: it checks them all but opens none (they were sealed before
-	// it existed). Without a copy of its own, it names the entries a
-	// failing checkpoint covers beyond the last one that held.
+	// written: it checks them all and opens them all (they were sealed to
+	// the audit epoch's recipient, whose key it is given with the older
+	// epoch keys), so audit show lists every reveal. Without a copy of its
+	// own, it names the entries a failing checkpoint covers beyond the
+	// last one that held.
 	c2 := o.home("c2")
 	o.enrol(o.coord, c2, "coord-2", "")
 	o.must(c2, "sync")
-	require.Regexp(t, `^audit log intact: 5 entries \(0 access events readable here\)`, o.must(c2, "audit", "verify"))
+	require.Regexp(t, `^audit log intact: 5 entries \(5 access events readable here\)`, o.must(c2, "audit", "verify"))
+	shownC2 := o.must(c2, "audit", "show", "--resident", "Mina")
+	require.Equal(t, 5, strings.Count(shownC2, "opened the case and revealed the sealed fields"), "audit show on the later coordinator laptop:\n%s", shownC2)
 	o.with(c2, func(d *Device) {
 		_, err := d.db().Exec(`DELETE FROM local_audit`)
 		require.NoError(t, err)
@@ -337,7 +343,7 @@ func drillAuditTampering(t *testing.T, bins drillBins) {
 	require.Equal(t, syncproto.Seq(5), o.chain().State().Checkpoint.Seq)
 	o.must(o.coord, "sync")
 	require.Equal(t, syncproto.Seq(6), o.chain().State().Checkpoint.Seq)
-	require.Regexp(t, `^audit log intact: 6 entries \(1 access event readable here\)`, o.must(c2, "audit", "verify"))
+	require.Regexp(t, `^audit log intact: 6 entries \(6 access events readable here\)`, o.must(c2, "audit", "verify"))
 
 	// The newest admin statement deleted, the log itself untouched: the
 	// check still runs, and reports the rollback.
@@ -483,4 +489,97 @@ func drillAuditUnpulled(t *testing.T, bins drillBins) {
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
 	o.must(k1, "sync")
+}
+
+// drillAuditLaterCoordinators: coordinator laptops that join after entries
+// were written - one approved with --coordinator, one made by org recover -
+// open and verify every entry sealed to the audit epoch's recipient, and
+// an entry in the older form (sealed to the coordinator laptops of the
+// moment) still verifies on both though neither can open it. A worker
+// laptop holds no audit key and opens nothing.
+func drillAuditLaterCoordinators(t *testing.T, bins drillBins) {
+	o := newDrillOrg(t, bins, nil)
+	ctx := context.Background()
+	o.must(o.coord, "worker", "add", "Kari Nordmann")
+	k1 := o.home("k1")
+	o.enrol(o.coord, k1, "kari-laptop", "Kari Nordmann")
+	o.residentAdd("Mina")
+	o.must(o.coord, "assign", "Mina", "--worker", "Kari Nordmann")
+	o.must(o.coord, "sync")
+	o.must(k1, "sync")
+	o.must(k1, "resident", "show", "Mina", "--reveal")
+	o.must(k1, "sync")
+	o.must(o.coord, "resident", "show", "Mina", "--reveal")
+	o.must(o.coord, "sync")
+
+	st := o.chain().State()
+	audit, ok := drillStreamOfKind(st, syncproto.StreamAudit)
+	require.True(t, ok)
+	cur := st.Streams[audit].Current()
+	require.NotEmpty(t, cur.AuditRecipient, "the audit epoch's recipient is named in the chain")
+
+	// An entry in the older form: Kari's laptop seals it to the epoch's
+	// devices, under a chain head before the recipient was named.
+	o.with(k1, func(d *Device) {
+		ops, err := d.rep.AuditOps(audit, replica.AuditEvent{Event: "reveal", Resident: syncproto.StreamID{}.String(),
+			Device: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)})
+		require.NoError(t, err)
+		dl := &syncproto.Delta{Tenant: d.pc.tenant, Stream: audit, Epoch: cur.Epoch, Author: d.pc.device,
+			ID: syncproto.NewDeltaID(), Clock: d.tick(), Ops: ops}
+		counter, prev, err := d.authorState(audit, d.pc.device)
+		require.NoError(t, err)
+		at := cur.AuditRecipientAt - 1
+		h, ok := d.chain.HashAt(at)
+		require.True(t, ok)
+		devs := *cur
+		devs.AuditRecipient = ""
+		rcpts, err := d.epochRecipients(&devs)
+		require.NoError(t, err)
+		b, err := syncproto.SealAuditBatch(syncproto.Batch{Tenant: d.pc.tenant, Stream: audit, Epoch: cur.Epoch, Author: d.pc.device,
+			Counter: counter + 1, Prev: prev, ChainHead: syncproto.Head{Pos: at, Hash: h}, CreatedMS: uint64(d.opts.now().UnixMilli())},
+			rcpts, d.kf.Sign, []*syncproto.Delta{dl})
+		require.NoError(t, err)
+		raw, err := b.Marshal()
+		require.NoError(t, err)
+		c, err := d.client()
+		require.NoError(t, err)
+		_, _, err = c.PushBatch(ctx, audit, raw)
+		require.NoError(t, err)
+	})
+	o.must(o.coord, "sync")
+	require.Regexp(t, `^audit log intact: 3 entries \(3 access events readable here\)`, o.must(o.coord, "audit", "verify"))
+
+	// Approved as a coordinator later: reads both reveals, verifies all.
+	c2 := o.home("c2")
+	o.enrol(o.coord, c2, "coord-2", "")
+	o.must(c2, "sync")
+	require.Regexp(t, `^audit log intact: 3 entries \(2 access events readable here\)`, o.must(c2, "audit", "verify"))
+	shown := o.must(c2, "audit", "show", "--resident", "Mina")
+	for _, who := range []string{"Kari Nordmann (kari-laptop)", "coordinator (coordinator)"} {
+		require.Contains(t, shown, who+" opened the case and revealed the sealed fields", "audit show on the later coordinator laptop:\n%s", shown)
+	}
+
+	// Made by org recover: waits for the older keys, which a coordinator
+	// laptop's sync sends it, then reads and verifies the same.
+	c3 := o.home("c3")
+	o.must(c3, append([]string{"org", "recover", "--relay", o.url, "--org", o.org}, o.recoveryFlags()...)...)
+	o.must(c3, "sync")
+	o.must(o.coord, "sync")
+	o.must(c3, "sync")
+	require.Regexp(t, `^audit log intact: 3 entries \(2 access events readable here\)`, o.must(c3, "audit", "verify"))
+	require.Contains(t, o.must(c3, "audit", "show"), "Kari Nordmann (kari-laptop) opened the case and revealed the sealed fields")
+
+	// The worker laptop: no audit key, and no entry opens with its identity.
+	o.must(k1, "sync")
+	o.with(k1, func(d *Device) {
+		require.Empty(t, drillEpochKeys(t, d)[audit], "audit keys on a worker laptop")
+		for _, sb := range o.batches() {
+			if sb.Stream != audit {
+				continue
+			}
+			_, err := syncproto.OpenAuditBatch(sb.Batch, d.kf.Box, o.chain().State().Devices[sb.Batch.Author].SignPub)
+			require.Error(t, err, "the worker laptop opening audit entry %d", sb.Seq)
+		}
+	})
+	require.Contains(t, o.fail(k1, "audit", "show"), "coordinator")
 }

@@ -25,9 +25,17 @@ import (
 // (local_audit, in its encrypted replica) and the admin chain carries the
 // signed checkpoints.
 
-// epochRecipients returns the box recipients of an epoch's devices: whom
-// an audit entry is sealed to.
+// epochRecipients returns whom an audit entry under epoch ep is sealed
+// to: the epoch's audit recipient once a signed statement named it, else
+// the box recipients of the epoch's devices.
 func (d *Device) epochRecipients(ep *syncproto.EpochInfo) ([]fcrypto.BoxRecipient, error) {
+	if ep.AuditRecipient != "" {
+		r, err := fcrypto.ParseBoxRecipient(ep.AuditRecipient)
+		if err != nil {
+			return nil, fmt.Errorf("audit log: epoch %d recipient: %w", ep.Epoch, err)
+		}
+		return []fcrypto.BoxRecipient{r}, nil
+	}
 	st := d.chain.State()
 	out := make([]fcrypto.BoxRecipient, 0, len(ep.Devices))
 	for _, id := range ep.Devices {
@@ -44,17 +52,98 @@ func (d *Device) epochRecipients(ep *syncproto.EpochInfo) ([]fcrypto.BoxRecipien
 	return out, nil
 }
 
+// auditIdentity returns the identity of an audit epoch, derived from its
+// key, if this device holds the key.
+func (d *Device) auditIdentity(stream syncproto.StreamID, e syncproto.Epoch) (*fcrypto.BoxIdentity, bool) {
+	k, err := d.epochKey(stream, e)
+	if err != nil {
+		return nil, false
+	}
+	defer k.Destroy()
+	id, err := syncproto.AuditIdentity(k, d.pc.tenant, stream, e)
+	return id, err == nil
+}
+
+// holdsAuditKey reports whether b was sealed to its epoch's audit
+// recipient and this device holds the epoch key to open it.
+func (d *Device) holdsAuditKey(stream syncproto.StreamID, ep *syncproto.EpochInfo, b *syncproto.Batch) bool {
+	if !sealedToRecipient(ep, b) {
+		return false
+	}
+	_, err := d.epochKey(stream, b.Epoch)
+	return err == nil
+}
+
+// sealedToRecipient reports whether an audit batch was sealed to its
+// epoch's audit recipient: written under a chain head that already held
+// the statement naming it.
+func sealedToRecipient(ep *syncproto.EpochInfo, b *syncproto.Batch) bool {
+	return ep.AuditRecipient != "" && b.ChainHead.Pos >= ep.AuditRecipientAt
+}
+
+// keyHeldElsewhere reports whether an active device other than this one
+// holds an epoch's key, so it will share it (shareHistory).
+func (d *Device) keyHeldElsewhere(ep *syncproto.EpochInfo) bool {
+	st := d.chain.State()
+	for _, id := range ep.Devices {
+		if id != d.pc.device && st.Devices[id].Active() {
+			return true
+		}
+	}
+	return false
+}
+
+// nameAuditRecipient signs the statement naming the current audit epoch's
+// recipient when none names it yet and this coordinator laptop holds the
+// epoch key (right after starting the epoch, and at each sync to heal an
+// interrupted start or an org from before audit recipients).
+func (d *Device) nameAuditRecipient(ctx context.Context) error {
+	as, ok := d.streamOfKind(syncproto.StreamAudit)
+	if !ok || d.cfg.Role != RoleCoordinator {
+		return nil
+	}
+	cur := d.chain.State().Streams[as].Current()
+	if cur == nil || cur.AuditRecipient != "" {
+		return nil
+	}
+	id, ok := d.auditIdentity(as, cur.Epoch)
+	if !ok {
+		return nil // another coordinator laptop started it and will name it
+	}
+	_, err := d.postStatement(ctx, &syncproto.AuditRecipient{Stream: as, Epoch: cur.Epoch, Recipient: id.Recipient().String()}, nil)
+	if err != nil && syncproto.CodeOf(err) == syncproto.CodeInvalidStatement {
+		// Another coordinator laptop named it, or started a newer epoch,
+		// meanwhile.
+		return d.refreshChain(ctx)
+	}
+	return err
+}
+
 // openPulled opens another device's batch: an audit batch with this
-// device's box identity if its epoch names this device (one sealed before
-// this coordinator laptop existed is verified but cannot be read), any
-// other with the epoch key.
+// device's box identity if its epoch names this device, with the epoch's
+// audit identity if it was sealed to it and this device holds the epoch
+// key (a coordinator laptop enrolled later is given the older keys); one
+// sealed to other laptops before this one existed is verified but cannot
+// be read. Any other batch opens with the epoch key.
 func (d *Device) openPulled(stream syncproto.StreamID, b *syncproto.Batch, author *syncproto.DeviceInfo) ([]*syncproto.Delta, error) {
 	str := d.chain.State().Streams[stream]
 	if str != nil && str.Kind == syncproto.StreamAudit {
-		if ep := str.Epoch(b.Epoch); ep == nil || !ep.Has(d.pc.device) {
+		ep := str.Epoch(b.Epoch)
+		switch {
+		case ep == nil:
 			return nil, b.Verify(author.SignPub)
+		case ep.Has(d.pc.device):
+			return d.openAudit(stream, b, author.SignPub)
+		case sealedToRecipient(ep, b):
+			if _, err := d.epochKey(stream, b.Epoch); err != nil {
+				if d.keyHeldElsewhere(ep) {
+					return nil, err // ErrNoKey: the stream waits for the older keys
+				}
+				return nil, b.Verify(author.SignPub) // lost with the laptops that held it
+			}
+			return d.openAudit(stream, b, author.SignPub)
 		}
-		return d.openAudit(stream, b, author.SignPub)
+		return nil, b.Verify(author.SignPub)
 	}
 	key, err := d.epochKey(stream, b.Epoch)
 	if err != nil {
@@ -63,12 +152,18 @@ func (d *Device) openPulled(stream syncproto.StreamID, b *syncproto.Batch, autho
 	return syncproto.OpenBatch(b, key, author.SignPub)
 }
 
-// openAudit opens an audit batch whose epoch names this device. An entry
-// written before audit entries were sealed to the coordinator laptops was
-// sealed under the epoch key, which every device then held: it opens with
-// that key. Under an epoch of coordinators only, no other device holds the
-// key, so the fallback opens nothing a worker could have written.
+// openAudit opens an audit batch sealed to this device or to its epoch's
+// audit identity. An entry written before audit entries were sealed to
+// the coordinator laptops was sealed under the epoch key, which every
+// device then held: it opens with that key. Under an epoch of coordinators
+// only, no other device holds the key, so the fallback opens nothing a
+// worker could have written.
 func (d *Device) openAudit(stream syncproto.StreamID, b *syncproto.Batch, author fcrypto.PublicKey) ([]*syncproto.Delta, error) {
+	if id, ok := d.auditIdentity(stream, b.Epoch); ok {
+		if deltas, err := syncproto.OpenAuditBatch(b, id, author); err == nil {
+			return deltas, nil
+		}
+	}
 	deltas, err := syncproto.OpenAuditBatch(b, d.kf.Box, author)
 	if err == nil {
 		return deltas, nil
@@ -432,11 +527,11 @@ func (d *Device) AuditVerify(ctx context.Context) (*AuditReport, error) {
 			return rep, nil
 		}
 		authors[b.Author] = authorHead{b.Counter, h}
-		if ep := str.Epoch(b.Epoch); author != nil && ep != nil && ep.Has(d.pc.device) {
+		if ep := str.Epoch(b.Epoch); author != nil && ep != nil && (ep.Has(d.pc.device) || d.holdsAuditKey(as, ep, b)) {
 			deltas, err := d.openAudit(as, b, authorKey)
 			if err != nil {
 				// Only that it failed: age's message may quote the bytes.
-				rep.Problem = bad(AuditEdited, "it does not open on this laptop, which it is sealed to")
+				rep.Problem = bad(AuditEdited, "it does not open on this laptop, which holds the key it is sealed to")
 				return rep, nil
 			}
 			rep.Events += len(deltas)

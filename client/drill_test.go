@@ -54,6 +54,7 @@ func TestDrill(t *testing.T) {
 		{"Retention", drillRetention},
 		{"AuditTampering", drillAuditTampering},
 		{"AuditUnpulled", drillAuditUnpulled},
+		{"AuditLaterCoordinators", drillAuditLaterCoordinators},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
@@ -545,8 +546,9 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 	o.must(o.coord, "resident", "show", "Mina", "--reveal")
 	o.must(o.coord, "sync")
 	auditSID, _ := drillStreamOfKind(o.chain().State(), syncproto.StreamAudit)
-	var coordBox *fcrypto.BoxIdentity
-	o.with(o.coord, func(d *Device) { coordBox = d.kf.Box })
+	var coordKeys map[syncproto.StreamID]map[syncproto.Epoch]*fcrypto.Key
+	var tenant syncproto.TenantID
+	o.with(o.coord, func(d *Device) { coordKeys, tenant = drillEpochKeys(t, d), d.pc.tenant })
 	for _, h := range []string{thief, c2} {
 		keys := map[syncproto.StreamID]map[syncproto.Epoch]*fcrypto.Key{}
 		var box *fcrypto.BoxIdentity
@@ -557,12 +559,24 @@ func drillStolenCoordinator(t *testing.T, bins drillBins) {
 				continue
 			}
 			if sb.Stream == auditSID {
-				// Audit entries are sealed to the coordinator laptops of
-				// the epoch re-keyed at the revocation: not to c2.
+				// Audit entries are sealed to the recipient of the audit
+				// epoch re-keyed at the revocation, whose key c2 never
+				// held: neither c2's identity nor a recipient derived from
+				// any audit key it holds opens them.
 				author := o.chain().State().Devices[sb.Batch.Author].SignPub
 				_, err := syncproto.OpenAuditBatch(sb.Batch, box, author)
 				require.ErrorIs(t, err, fcrypto.ErrNoIdentityMatch, "%s's identity opens audit batch %d, written after the revocation", filepath.Base(h), sb.Seq)
-				_, err = syncproto.OpenAuditBatch(sb.Batch, coordBox, author)
+				for e, k := range keys[auditSID] {
+					id, err := syncproto.AuditIdentity(k, tenant, auditSID, e)
+					require.NoError(t, err)
+					_, err = syncproto.OpenAuditBatch(sb.Batch, id, author)
+					require.ErrorIs(t, err, fcrypto.ErrNoIdentityMatch, "%s's audit key of epoch %d opens audit batch %d, written after the revocation", filepath.Base(h), e, sb.Seq)
+				}
+				k := coordKeys[auditSID][sb.Batch.Epoch]
+				require.NotNil(t, k, "the remaining coordinator's key of audit epoch %d", sb.Batch.Epoch)
+				id, err := syncproto.AuditIdentity(k, tenant, auditSID, sb.Batch.Epoch)
+				require.NoError(t, err)
+				_, err = syncproto.OpenAuditBatch(sb.Batch, id, author)
 				require.NoError(t, err, "the remaining coordinator opening audit batch %d", sb.Seq)
 				audits++
 			}

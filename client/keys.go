@@ -169,6 +169,11 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 	if err := d.shareHistory(ctx, stream); err != nil {
 		return 0, err
 	}
+	if str.Kind == syncproto.StreamAudit {
+		if err := d.nameAuditRecipient(ctx); err != nil {
+			return 0, err
+		}
+	}
 	return next, nil
 }
 

@@ -80,6 +80,9 @@ func (d *Device) sync(ctx context.Context, res *SyncResult) error {
 		if err := d.shareAllHistory(ctx); err != nil {
 			return err
 		}
+		if err := d.nameAuditRecipient(ctx); err != nil {
+			return err
+		}
 		d.noticeExpiredEnvelopes()
 	}
 	if err := d.push(ctx, res); err != nil {

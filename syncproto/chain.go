@@ -71,9 +71,12 @@ type EpochInfo struct {
 	Commitment Hash
 	Pos        ChainPos
 	// AuditRecipient is, for an audit stream's epoch, the recipient its
-	// entries are sealed to once an AuditRecipient statement named it
-	// (empty before: entries are sealed to the epoch's devices).
-	AuditRecipient string
+	// entries are sealed to once an AuditRecipient statement named it, at
+	// AuditRecipientAt (empty before: entries are sealed to the epoch's
+	// devices). A batch written under a chain head at or past
+	// AuditRecipientAt was sealed to it.
+	AuditRecipient   string
+	AuditRecipientAt ChainPos
 }
 
 // Has reports whether d is one of the epoch's devices.
@@ -714,7 +717,7 @@ func apply(st *State, s *Statement, pos ChainPos) error {
 		if _, err := fcrypto.ParseBoxRecipient(b.Recipient); err != nil {
 			return invalid("audit recipient: %v", err)
 		}
-		cur.AuditRecipient = b.Recipient
+		cur.AuditRecipient, cur.AuditRecipientAt = b.Recipient, pos
 	case *CaseClosed:
 		str := st.Streams[b.Stream]
 		if str == nil || str.Kind != StreamResident || str.Closed {
