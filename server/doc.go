@@ -148,8 +148,10 @@
 //	     stream may still deliver batches written under a chain head
 //	     older than the epoch that removed it. An audit stream is
 //	     append-only for every active device of the tenant, in or out of
-//	     its epoch (each entry is sealed to the epoch's devices, the
-//	     coordinators), under the current epoch only: no exception
+//	     its epoch (each entry is sealed to the epoch's audit recipient,
+//	     which an "audit recipient" statement names and only holders of
+//	     the epoch key - the coordinators - can open, or before that
+//	     statement to the epoch's devices), under the current epoch only: no exception
 //	     there. A delta id already in the
 //	     stream is 409 conflict. Sending an accepted batch again returns
 //	     its first seq and the same receipt bytes, even if the chain has
