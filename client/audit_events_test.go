@@ -111,3 +111,24 @@ func TestAuditAccessEvents(t *testing.T) {
 		"exported an emergency card for the police",
 	}, whats)
 }
+
+// TestAuditEventNotRecordedShowsNothing: when the access event cannot be
+// saved, the case is not shown and the export not written.
+func TestAuditEventNotRecordedShowsNothing(t *testing.T) {
+	d, _, _ := envSetup(t)
+	require.NoError(t, d.vault.Close()) // every later save fails
+	for _, reveal := range []bool{false, true} {
+		v, err := d.ResidentShow("Mina", reveal)
+		require.Error(t, err)
+		require.Nil(t, v, "a case shown without its access event (reveal %v)", reveal)
+		want := "record the case opening in the audit log"
+		if reveal {
+			want = "record the reveal in the audit log"
+		}
+		require.ErrorContains(t, err, want)
+	}
+	res, err := d.EnvelopeEmergency("Mina", "Oslo alarm centre")
+	require.ErrorContains(t, err, "record the export in the audit log")
+	require.Nil(t, res, "an emergency card written without its access event")
+	require.ErrorContains(t, d.recordExport(syncproto.StreamID{}, "the annual report 2026"), "record the export in the audit log")
+}
