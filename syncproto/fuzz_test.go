@@ -593,6 +593,21 @@ func checkChainInvariants(t *testing.T, w *fuzzWorld, c *Chain) {
 	if delegated && len(st.ActiveCoordinators()) == 0 {
 		t.Fatal("every coordinator device revoked")
 	}
+	// Only an audit stream's epoch names an audit recipient, a well-formed
+	// one, named after the epoch started.
+	for id, str := range st.Streams {
+		for _, ep := range str.Epochs {
+			if ep.AuditRecipient == "" {
+				continue
+			}
+			if str.Kind != StreamAudit {
+				t.Fatalf("stream %s of kind %s names an audit recipient", id, str.Kind)
+			}
+			if _, err := fcrypto.ParseBoxRecipient(ep.AuditRecipient); err != nil || ep.AuditRecipientAt <= ep.Pos {
+				t.Fatalf("audit recipient of epoch %d at %d (epoch at %d): %v", ep.Epoch, ep.AuditRecipientAt, ep.Pos, err)
+			}
+		}
+	}
 	// Only a closed case whose retention period had passed is purged.
 	for i := 0; i < c.Len(); i++ {
 		p, ok := c.Statement(ChainPos(i)).Body.(*StreamPurged)
