@@ -278,6 +278,12 @@ func (dm *demo) story(invite string) error {
 			return err
 		}
 	}
+	// Showing the case was an access event on each laptop; Kari's goes to
+	// the coordinators with her next sync.
+	if err := dm.as("kari", func(d *client.Device) error { _, err := d.Sync(ctx); return err }); err != nil {
+		return err
+	}
+	dm.say("   (each opening is recorded in the audit log; Kari's laptop synced it)")
 	if err := dm.as("ola", func(d *client.Device) error {
 		rs, err := d.ResidentList()
 		if err != nil {
@@ -400,6 +406,34 @@ func (dm *demo) story(invite string) error {
 		return errors.New("the revoked laptop still holds its identity")
 	}
 	dm.say("   its directory now holds no identity and no replica")
+
+	dm.title("The coordinator checks the audit log")
+	if err := dm.as("coordinator", func(c *client.Device) error {
+		if _, err := c.Sync(ctx); err != nil {
+			return err
+		}
+		rep, err := c.AuditVerify(ctx)
+		if err != nil {
+			return err
+		}
+		if rep.Problem != nil {
+			return rep.Problem
+		}
+		dm.say("   %s", rep.Summary())
+		entries, err := c.AuditShow("Mina", time.Time{})
+		if err != nil {
+			return err
+		}
+		dm.say("   who opened, revealed or exported Mina's case (recorded on the laptops, sealed to coordinators):")
+		for _, e := range entries {
+			if e.Source == "device" {
+				dm.say("   | %s  %s %s", e.At.Format("15:04"), e.Who, e.What)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 
 	found, scanned, err = scanDir(filepath.Join(dm.dir, "relay"), demoCanaries)
 	if err != nil {
