@@ -583,3 +583,45 @@ func drillAuditLaterCoordinators(t *testing.T, bins drillBins) {
 	})
 	require.Contains(t, o.fail(k1, "audit", "show"), "coordinator")
 }
+
+// drillAuditUnopenable: an entry its author signed but sealed to a
+// recipient no coordinator laptop holds (a faulty author, or a recipient
+// named by a stolen coordinator laptop) does not stop the coordinators'
+// syncs; audit verify names it.
+func drillAuditUnopenable(t *testing.T, bins drillBins) {
+	o := newDrillOrg(t, bins, nil)
+	ctx := context.Background()
+	o.must(o.coord, "worker", "add", "Kari Nordmann")
+	k1 := o.home("k1")
+	o.enrol(o.coord, k1, "kari-laptop", "Kari Nordmann")
+	o.must(o.coord, "sync")
+	o.must(k1, "sync")
+	audit, ok := drillStreamOfKind(o.chain().State(), syncproto.StreamAudit)
+	require.True(t, ok)
+	cur := o.chain().State().Streams[audit].Current()
+	o.with(k1, func(d *Device) {
+		ops, err := d.rep.AuditOps(audit, replica.AuditEvent{Event: "open", Device: d.pc.device.String(), At: d.opts.now().Truncate(time.Second)})
+		require.NoError(t, err)
+		dl := &syncproto.Delta{Tenant: d.pc.tenant, Stream: audit, Epoch: cur.Epoch, Author: d.pc.device,
+			ID: syncproto.NewDeltaID(), Clock: d.tick(), Ops: ops}
+		counter, prev, err := d.authorState(audit, d.pc.device)
+		require.NoError(t, err)
+		head, _ := d.chain.Head()
+		stranger, err := fcrypto.GenerateBoxIdentity()
+		require.NoError(t, err)
+		b, err := syncproto.SealAuditBatch(syncproto.Batch{Tenant: d.pc.tenant, Stream: audit, Epoch: cur.Epoch, Author: d.pc.device,
+			Counter: counter + 1, Prev: prev, ChainHead: head, CreatedMS: uint64(d.opts.now().UnixMilli())},
+			[]fcrypto.BoxRecipient{stranger.Recipient()}, d.kf.Sign, []*syncproto.Delta{dl})
+		require.NoError(t, err)
+		raw, err := b.Marshal()
+		require.NoError(t, err)
+		c, err := d.client()
+		require.NoError(t, err)
+		_, _, err = c.PushBatch(ctx, audit, raw)
+		require.NoError(t, err)
+	})
+	o.must(o.coord, "sync")
+	o.must(o.coord, "sync")
+	require.Regexp(t, `^fristed: error: audit log damaged: entry 1 \(recorded by Kari Nordmann \(kari-laptop\) at [^)]*\): edited: it does not open on this laptop, which holds the key it is sealed to$`,
+		o.fail(o.coord, "audit", "verify"))
+}

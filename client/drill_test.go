@@ -55,6 +55,7 @@ func TestDrill(t *testing.T) {
 		{"AuditTampering", drillAuditTampering},
 		{"AuditUnpulled", drillAuditUnpulled},
 		{"AuditLaterCoordinators", drillAuditLaterCoordinators},
+		{"AuditUnopenable", drillAuditUnopenable},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
