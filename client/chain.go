@@ -51,7 +51,7 @@ func (d *Device) client() (*transport.Client, error) {
 	if d.relay != nil {
 		return d.relay, nil
 	}
-	c, err := transport.New(d.cfg.RelayURL, transport.Options{Pin: d.cfg.RelayPin, Now: d.opts.loginNow})
+	c, err := transport.New(d.cfg.RelayURL, d.opts.transportOptions(d.cfg.RelayPin))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -51,6 +52,16 @@ type Options struct {
 	// loginNow dates the relay login proofs (nil: the wall clock), for
 	// tests that move the relay's clock and the devices' together.
 	loginNow func() time.Time
+	// RoundTripper, if set, carries every request to the relay instead of
+	// the network. It is for tests (the real relay handler called
+	// in-process, with faults injected) and for embedding a relay in the
+	// same process; the relay's certificate pin is not checked through it.
+	RoundTripper http.RoundTripper
+}
+
+// transportOptions are the transport options for a relay pinned as pin.
+func (o *Options) transportOptions(pin string) transport.Options {
+	return transport.Options{Pin: pin, Now: o.loginNow, RoundTripper: o.RoundTripper}
 }
 
 func (o *Options) now() time.Time {

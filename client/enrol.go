@@ -39,7 +39,7 @@ func DeviceInit(ctx context.Context, opts Options, p DeviceInitParams) (*Device,
 	if len(p.Name) > syncproto.MaxEnrolName || !utf8.ValidString(p.Name) {
 		return nil, "", fmt.Errorf("device init: --name must be UTF-8 text of at most %d bytes", syncproto.MaxEnrolName)
 	}
-	c, err := transport.New(p.RelayURL, transport.Options{})
+	c, err := transport.New(p.RelayURL, opts.transportOptions(""))
 	if err != nil {
 		return nil, "", err
 	}

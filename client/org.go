@@ -135,7 +135,7 @@ func OrgInit(ctx context.Context, opts Options, p OrgInitParams) (*Device, error
 	if _, err := os.Stat(p.RecoveryOut); err == nil {
 		return nil, fmt.Errorf("org init: %s exists; refusing to overwrite a recovery file", p.RecoveryOut)
 	}
-	c, err := transport.New(p.RelayURL, transport.Options{})
+	c, err := transport.New(p.RelayURL, opts.transportOptions(""))
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func OrgRecover(ctx context.Context, opts Options, relayURL string, org fcrypto.
 	if relayURL == "" {
 		relayURL = rec.meta.RelayURL
 	}
-	c, err := transport.New(relayURL, transport.Options{Pin: rec.meta.RelayPin})
+	c, err := transport.New(relayURL, opts.transportOptions(rec.meta.RelayPin))
 	if err != nil {
 		return nil, err
 	}
