@@ -123,9 +123,17 @@ func (d *Device) postStatement(ctx context.Context, body syncproto.Body, root *f
 	if err != nil {
 		return nil, err
 	}
+	var sent [][]byte // every signing of body that left this device
 	for attempt := 0; attempt < 5; attempt++ {
 		if err := d.refreshChain(ctx); err != nil {
 			return nil, err
+		}
+		// A signing that got no answer, or a conflict that was the answer
+		// to a second delivery of it, may be on the chain already: then
+		// it is the statement, and signing it again on the new head would
+		// post it twice (or be refused as contradicting itself).
+		if st := d.landed(sent); st != nil {
+			return st, nil
 		}
 		signer, dev, key := syncproto.SignerDevice, d.pc.device, d.kf.Sign
 		if root != nil {
@@ -139,16 +147,40 @@ func (d *Device) postStatement(ctx context.Context, body syncproto.Body, root *f
 		if err != nil {
 			return nil, err
 		}
+		sent = append(sent, raw)
 		if _, err = c.PostStatement(ctx, raw); err != nil {
 			var we *syncproto.Error
 			if errors.As(err, &we) && we.Code == syncproto.CodeChainConflict {
 				continue
+			}
+			if errors.As(err, &we) && we.Code == syncproto.CodeInvalidStatement {
+				// Perhaps refused because an earlier signing of it landed.
+				if rerr := d.refreshChain(ctx); rerr == nil {
+					if st := d.landed(sent); st != nil {
+						return st, nil
+					}
+				}
 			}
 			return nil, err
 		}
 		return d.appendChain(raw)
 	}
 	return nil, errors.New("post statement: the chain kept moving; try again")
+}
+
+// landed returns the statement of the chain that is one of sent (each is
+// signed for the position it names), or nil.
+func (d *Device) landed(sent [][]byte) *syncproto.Statement {
+	for _, raw := range sent {
+		st, err := syncproto.UnmarshalStatement(raw)
+		if err != nil || int(st.Pos) >= d.chain.Len() {
+			continue
+		}
+		if h, ok := d.chain.HashAt(st.Pos); ok && h == syncproto.HashStatement(raw) {
+			return d.chain.Statement(st.Pos)
+		}
+	}
+	return nil
 }
 
 // checkRelayKey compares the relay key this device pinned at first contact

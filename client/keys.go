@@ -17,6 +17,9 @@ func (d *Device) epochKey(stream syncproto.StreamID, epoch syncproto.Epoch) (*fc
 	var b []byte
 	err := d.db().QueryRow(`SELECT key FROM local_keys WHERE stream = ? AND epoch = ?`, stream[:], int64(epoch)).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
+		if k, perr := d.pendingKey(stream, epoch); perr != nil || k != nil {
+			return k, perr
+		}
 		return nil, fmt.Errorf("%w (stream %s, epoch %d)", ErrNoKey, stream, epoch)
 	}
 	if err != nil {
@@ -130,58 +133,129 @@ func desiredDevices(st *syncproto.State, stream syncproto.StreamID) []syncproto.
 
 // startEpoch gives a stream a new key, wrapped to devices: the signed
 // statement carries a commitment to it; each device gets its own wrapped
-// copy through the relay. Devices that were not in older epochs then get
-// those keys too (shareHistory), so they can read the history.
+// copy through the relay (shareHistory), and devices that were not in
+// older epochs get those keys too, so they can read the history.
 func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devices []syncproto.DeviceID) (syncproto.Epoch, error) {
-	st := d.chain.State()
-	str := st.Streams[stream]
-	if str == nil {
-		return 0, fmt.Errorf("start epoch: unknown stream %s", stream)
-	}
-	// Epoch numbers are never reused, not even those of epochs a
-	// compromised-since revocation voided: batches sealed under a voided
-	// key must not be mistaken for the new one's.
-	next := d.maxEpochEver(stream) + 1
-
-	key, err := fcrypto.NewKey()
-	if err != nil {
-		return 0, err
-	}
 	devices = syncproto.SortDevices(devices)
-	body := &syncproto.EpochStarted{Stream: stream, Epoch: next, Devices: devices,
-		Commitment: key.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, next))}
-	s, err := d.postStatement(ctx, body, nil)
-	if err != nil {
-		return 0, fmt.Errorf("start epoch: %w", err)
-	}
-	next = s.Body.(*syncproto.EpochStarted).Epoch
-	if err := d.storeKey(stream, next, key); err != nil {
-		return 0, err
-	}
-	for _, dv := range devices {
-		if dv == d.pc.device {
+	for attempt := 0; ; attempt++ {
+		if d.chain.State().Streams[stream] == nil {
+			return 0, fmt.Errorf("start epoch: unknown stream %s", stream)
+		}
+		// Epoch numbers are never reused, not even those of epochs a
+		// compromised-since revocation voided: batches sealed under a
+		// voided key must not be mistaken for the new one's.
+		next := d.maxEpochEver(stream) + 1
+		key, err := fcrypto.NewKey()
+		if err != nil {
+			return 0, err
+		}
+		commitment := key.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, next))
+		// The key is kept before the statement leaves: if the answer is
+		// lost but the statement lands, the epoch's key is still here
+		// (epochKey finds it by its commitment).
+		if err := d.keepPendingKey(stream, commitment, key); err != nil {
+			return 0, err
+		}
+		body := &syncproto.EpochStarted{Stream: stream, Epoch: next, Devices: devices, Commitment: commitment}
+		s, err := d.postStatement(ctx, body, nil)
+		var we *syncproto.Error
+		if err != nil && attempt < 2 && errors.As(err, &we) && we.Code == syncproto.CodeInvalidStatement {
+			// Another epoch of the stream landed first, perhaps this
+			// device's own whose answer was lost: if it has these
+			// devices, it is the epoch wanted; else start one after it.
+			if rerr := d.refreshChain(ctx); rerr != nil {
+				return 0, fmt.Errorf("start epoch: %w", rerr)
+			}
+			if cur := d.chain.State().Streams[stream].Current(); cur != nil && cur.Epoch >= next && sameDevices(cur.Devices, devices) {
+				return cur.Epoch, d.finishEpoch(ctx, stream)
+			}
 			continue
 		}
-		if err := d.wrapTo(ctx, stream, next, key, dv); err != nil {
+		if err != nil {
+			return 0, fmt.Errorf("start epoch: %w", err)
+		}
+		next = s.Body.(*syncproto.EpochStarted).Epoch
+		if err := d.storeKey(stream, next, key); err != nil {
 			return 0, err
 		}
-	}
-	if err := d.shareHistory(ctx, stream); err != nil {
-		return 0, err
-	}
-	if str.Kind == syncproto.StreamAudit {
-		if err := d.nameAuditRecipient(ctx); err != nil {
+		if err := d.finishEpoch(ctx, stream); err != nil {
 			return 0, err
 		}
+		return next, nil
 	}
-	return next, nil
 }
 
-// shareHistory gives every device of a stream's current epoch the older
-// epoch keys it was not part of (a device new to the stream, back after an
-// unassignment, or a coordinator enrolled by recovery), so it can read the
-// history. Each key is sent to each device once; what was sent is
-// remembered in the replica.
+// finishEpoch sends the new key, and older ones to devices new to the
+// stream; an audit epoch also gets its recipient named.
+func (d *Device) finishEpoch(ctx context.Context, stream syncproto.StreamID) error {
+	if err := d.shareHistory(ctx, stream); err != nil {
+		return err
+	}
+	if str := d.chain.State().Streams[stream]; str != nil && str.Kind == syncproto.StreamAudit {
+		return d.nameAuditRecipient(ctx)
+	}
+	return nil
+}
+
+// keepPendingKey keeps a key made for an epoch statement not yet on the
+// chain, under its commitment.
+func (d *Device) keepPendingKey(stream syncproto.StreamID, commitment syncproto.Hash, k *fcrypto.Key) error {
+	if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_pending_keys (stream, commitment, key) VALUES (?, ?, ?)`,
+		stream[:], commitment[:], k.Bytes()); err != nil {
+		return fmt.Errorf("store key: %w", err)
+	}
+	d.dirty = true
+	return nil
+}
+
+// pendingKey returns the key this device made for an epoch whose
+// statement landed on the chain although the relay's answer never came
+// back, and moves it to the keys; nil if there is none.
+func (d *Device) pendingKey(stream syncproto.StreamID, epoch syncproto.Epoch) (*fcrypto.Key, error) {
+	str := d.chain.State().Streams[stream]
+	if str == nil || str.Epoch(epoch) == nil {
+		return nil, nil
+	}
+	commitment := str.Epoch(epoch).Commitment
+	var b []byte
+	err := d.db().QueryRow(`SELECT key FROM local_pending_keys WHERE stream = ? AND commitment = ?`, stream[:], commitment[:]).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	k, err := fcrypto.KeyFromBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	if k.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, epoch)) != commitment {
+		return nil, nil
+	}
+	if err := d.storeKey(stream, epoch, k); err != nil {
+		return nil, err
+	}
+	if _, err := d.db().Exec(`DELETE FROM local_pending_keys WHERE stream = ? AND commitment = ?`, stream[:], commitment[:]); err != nil {
+		return nil, fmt.Errorf("store key: %w", err)
+	}
+	return k, nil
+}
+
+// shareHistory makes sure every device of a stream's current epoch was
+// sent every epoch key it needs: the current one, and the older ones it
+// was not part of (a device new to the stream, back after an
+// unassignment, or a coordinator enrolled by recovery), so it can read
+// the history. A device back after an unassignment gets every older key
+// again, since it deleted the case and its keys when it was removed.
+//
+// What was sent is kept per device as the epoch up to which its keys are
+// complete (local_keyed), and written only after every wrap of that
+// device reached the relay: an admin action interrupted half-way (a key
+// posted to some devices and not others) is finished by the next sync
+// of any coordinator. A device that stayed in the stream since that
+// epoch gets only the newer keys; a device this coordinator has no
+// record of gets every key once more (another coordinator may have sent
+// them; a duplicate costs one wrap and is stored idempotently).
 func (d *Device) shareHistory(ctx context.Context, stream syncproto.StreamID) error {
 	return d.shareHistoryWith(ctx, stream, d.chain.VoidEpochs())
 }
@@ -192,17 +266,40 @@ func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID
 		return nil
 	}
 	cur := str.Current()
-	// Older epochs, and the epochs only void statements started: an
-	// honest device may have sealed batches under one before the
-	// compromised-since revocation that voided it, and whoever reads the
-	// case now is entitled to them. The key was known to the compromised
-	// device, so sharing it reveals nothing new.
-	older := append(append([]syncproto.EpochInfo(nil), str.Epochs[:len(str.Epochs)-1]...), voids[stream]...)
 	for _, dv := range cur.Devices {
 		if dv == d.pc.device {
 			continue
 		}
-		for _, e := range older {
+		done := int64(-1)
+		err := d.db().QueryRow(`SELECT epoch FROM local_keyed WHERE stream = ? AND device = ?`, stream[:], dv[:]).Scan(&done)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read shared keys: %w", err)
+		}
+		if done != int64(cur.Epoch) {
+			from := 0
+			for i := range str.Epochs {
+				if int64(str.Epochs[i].Epoch) == done && continuous(str.Epochs[i:], dv) {
+					from = i + 1
+				}
+			}
+			for _, e := range str.Epochs[from:] {
+				if err := d.shareKey(ctx, stream, e, dv); err != nil {
+					return err
+				}
+			}
+			if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_keyed (stream, device, epoch) VALUES (?, ?, ?)`,
+				stream[:], dv[:], int64(cur.Epoch)); err != nil {
+				return fmt.Errorf("record shared keys: %w", err)
+			}
+			d.dirty = true
+		}
+		// The epochs only void statements started, once per device that
+		// was not in them: an honest device may have sealed batches under
+		// one before the compromised-since revocation that voided it, and
+		// whoever reads the case now is entitled to them. The key was
+		// known to the compromised device, so sharing it reveals nothing
+		// new.
+		for _, e := range voids[stream] {
 			if e.Has(dv) {
 				continue
 			}
@@ -214,14 +311,7 @@ func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID
 			if n > 0 {
 				continue
 			}
-			k, err := d.epochKey(stream, e.Epoch)
-			if err != nil {
-				continue // an epoch this coordinator never held
-			}
-			if k.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, e.Epoch)) != e.Commitment {
-				continue // not the key that epoch committed to: never pass it on
-			}
-			if err := d.wrapTo(ctx, stream, e.Epoch, k, dv); err != nil {
+			if err := d.shareKey(ctx, stream, e, dv); err != nil {
 				return err
 			}
 			if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_shared (stream, epoch, device) VALUES (?, ?, ?)`,
@@ -232,6 +322,29 @@ func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID
 		}
 	}
 	return nil
+}
+
+// shareKey wraps the key of epoch e to dev, if this coordinator holds it
+// and it is the key the epoch committed to.
+func (d *Device) shareKey(ctx context.Context, stream syncproto.StreamID, e syncproto.EpochInfo, dev syncproto.DeviceID) error {
+	k, err := d.epochKey(stream, e.Epoch)
+	if err != nil {
+		return nil // an epoch this coordinator never held
+	}
+	if k.Commitment(syncproto.EpochKeyContext(d.pc.tenant, stream, e.Epoch)) != e.Commitment {
+		return nil // not the key that epoch committed to: never pass it on
+	}
+	return d.wrapTo(ctx, stream, e.Epoch, k, dev)
+}
+
+// continuous reports whether dev is in every one of epochs.
+func continuous(epochs []syncproto.EpochInfo, dev syncproto.DeviceID) bool {
+	for i := range epochs {
+		if !epochs[i].Has(dev) {
+			return false
+		}
+	}
+	return true
 }
 
 // shareAllHistory runs shareHistory on every stream (coordinators, at sync).

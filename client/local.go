@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS local_authors (stream BLOB NOT NULL, device BLOB NOT 
 	last BLOB NOT NULL, PRIMARY KEY (stream, device));
 CREATE TABLE IF NOT EXISTS local_shared (stream BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL,
 	PRIMARY KEY (stream, epoch, device));
+CREATE TABLE IF NOT EXISTS local_keyed (stream BLOB NOT NULL, device BLOB NOT NULL, epoch INTEGER NOT NULL,
+	PRIMARY KEY (stream, device));
+CREATE TABLE IF NOT EXISTS local_pending_keys (stream BLOB NOT NULL, commitment BLOB NOT NULL, key BLOB NOT NULL,
+	PRIMARY KEY (stream, commitment));
 CREATE TABLE IF NOT EXISTS local_receipts (stream BLOB NOT NULL, seq INTEGER NOT NULL, raw BLOB NOT NULL,
 	PRIMARY KEY (stream, seq));
 CREATE TABLE IF NOT EXISTS local_rebuild (stream BLOB PRIMARY KEY);

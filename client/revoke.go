@@ -217,12 +217,18 @@ func (d *Device) purgeLocal(sid syncproto.StreamID) error {
 	for _, q := range []string{
 		`DELETE FROM local_keys WHERE stream = ?`, `DELETE FROM local_outbox WHERE stream = ?`,
 		`DELETE FROM local_inflight WHERE stream = ?`, `DELETE FROM local_cursor WHERE stream = ?`,
-		`DELETE FROM local_authors WHERE stream = ?`, `DELETE FROM local_receipts WHERE stream = ?`,
+		`DELETE FROM local_receipts WHERE stream = ?`, `DELETE FROM local_pending_keys WHERE stream = ?`,
 		`DELETE FROM local_rebuild WHERE stream = ?`,
 	} {
 		if _, err := d.db().Exec(q, sid[:]); err != nil {
 			return fmt.Errorf("purge %s: %w", sid, err)
 		}
+	}
+	// This device's own counter stays: if it is assigned the case again,
+	// its next batch must follow the ones it already wrote, or the others
+	// would see two batches under one number (a fork).
+	if _, err := d.db().Exec(`DELETE FROM local_authors WHERE stream = ? AND device != ?`, sid[:], d.pc.device[:]); err != nil {
+		return fmt.Errorf("purge %s: %w", sid, err)
 	}
 	d.dirty = true
 	return nil

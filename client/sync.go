@@ -123,6 +123,13 @@ func (d *Device) push(ctx context.Context, res *SyncResult) error {
 	for _, s := range streams {
 		for {
 			n, err := d.pushOne(ctx, s, res)
+			if errors.Is(err, ErrNoKey) {
+				// The newest epoch's key has not reached this device yet
+				// (a coordinator sends it at its next sync): the edits
+				// wait, the other streams and the pull go on.
+				d.opts.notice("%v; the edits to that case wait for the next sync", err)
+				break
+			}
 			if err != nil {
 				return err
 			}
@@ -596,10 +603,23 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	if err != nil {
 		return 0, err
 	}
+	own := b.Author == d.pc.device
+	reapply := false // our own batch, whose deltas this replica lost
 	switch {
+	case own && b.Counter <= lastN:
+		// Our own batch: its deltas were applied when they were written,
+		// unless the case was purged here (an unassignment) and this
+		// device was assigned it again: then they are applied like
+		// anyone's.
+		if reapply, err = d.lacksDeltas(b); err != nil {
+			return 0, err
+		}
+		if !reapply {
+			return 0, d.advanceCursor(stream, p)
+		}
 	case b.Counter <= lastN:
-		if b.Author == d.pc.device || b.Counter < lastN || h == lastH {
-			return 0, d.advanceCursor(stream, p) // a replay or our own batch
+		if b.Counter < lastN || h == lastH {
+			return 0, d.advanceCursor(stream, p) // a replay
 		}
 		return 0, fmt.Errorf("%w: batch %d of %s: device %s has two batches numbered %d", ErrHistory, p.Seq, stream, b.Author, b.Counter)
 	case b.Counter != lastN+1 || b.Prev != lastH:
@@ -611,7 +631,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		return 0, d.acceptAuthor(stream, b, h, p)
 	}
 	n := 0
-	if b.Author != d.pc.device {
+	if !own || reapply {
 		deltas, err := d.openPulled(stream, b, author)
 		if err != nil {
 			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
@@ -651,6 +671,20 @@ func (d *Device) afterPoint(b *syncproto.Batch, rc *syncproto.Receipt, author *s
 	}
 	s := d.chain.Statement(author.CompromisedSince)
 	return s == nil || rc.ReceivedMS > s.TimeMS
+}
+
+// lacksDeltas reports whether any delta of b is missing from the replica.
+func (d *Device) lacksDeltas(b *syncproto.Batch) (bool, error) {
+	for _, sd := range b.Deltas {
+		var n int
+		if err := d.db().QueryRow(`SELECT COUNT(*) FROM deltas WHERE id = ?`, sd.ID[:]).Scan(&n); err != nil {
+			return false, fmt.Errorf("read deltas: %w", err)
+		}
+		if n == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // voidedDevice reports whether dev was enrolled only by chain statements

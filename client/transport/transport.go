@@ -334,6 +334,19 @@ func (c *Client) ensureToken(ctx context.Context) (string, error) {
 	if signer == nil {
 		return "", errors.New("log in: this device has no credentials yet")
 	}
+	// A login answer lost on the way, or a token request delivered twice
+	// (a retrying proxy), spends the one-time challenge: the relay then
+	// refuses the proof. A fresh challenge costs one round trip; a device
+	// the relay really refuses gets the same answer again.
+	tok, err := c.login(ctx, dev, signer, relayKey)
+	var se *syncproto.Error
+	if errors.As(err, &se) && se.Code == syncproto.CodeUnauthorized {
+		tok, err = c.login(ctx, dev, signer, relayKey)
+	}
+	return tok, err
+}
+
+func (c *Client) login(ctx context.Context, dev syncproto.DeviceID, signer *fcrypto.SigningKey, relayKey fcrypto.PublicKey) (string, error) {
 	var ch struct {
 		Nonce string `json:"nonce"`
 	}
