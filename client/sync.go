@@ -522,6 +522,12 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 				return err
 			}
 			if len(page) == 0 {
+				// The relay named a head it then does not serve.
+				err := fmt.Errorf("%w: stream %s: the relay shows %d batches but serves none after %d (withheld)", ErrHistory, s, h.Head, after)
+				d.opts.notice("%v", err)
+				if historyErr == nil {
+					historyErr = err
+				}
 				break
 			}
 			for _, p := range page {
@@ -530,6 +536,17 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 					err = fmt.Errorf("%w: stream %s: batch %d follows %d (the relay skipped some)", ErrHistory, s, p.Seq, after)
 				} else {
 					n, err = d.applyPulled(s, p)
+				}
+				if errors.Is(err, errChainBehind) {
+					// Written under admin statements this device has not
+					// fetched yet (perhaps appended since this sync
+					// began): fetch them and try once more.
+					if err = d.refreshChain(ctx); err != nil {
+						return err
+					}
+					if n, err = d.applyPulled(s, p); errors.Is(err, errChainBehind) {
+						err = fmt.Errorf("%w: %v, which the relay does not show (withheld admin statements)", ErrHistory, err)
+					}
 				}
 				if errors.Is(err, ErrNoKey) {
 					// Without the key the stream cannot advance; the rest
@@ -568,19 +585,30 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 // author's signature and key rights from the chain, every AEAD tag; only
 // then are its deltas merged.
 func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int, error) {
+	// Whatever the relay serves that does not check out is its fault (or
+	// an attacker's between it and the author): reported as ErrHistory,
+	// so the stream stops there and the others go on.
 	b, err := syncproto.UnmarshalBatch(p.Raw)
 	if err != nil {
-		return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+		return 0, fmt.Errorf("%w: batch %d of %s: %v", ErrHistory, p.Seq, stream, err)
 	}
 	rc, err := syncproto.UnmarshalReceipt(p.Receipt)
 	if err != nil {
-		return 0, fmt.Errorf("batch %d of %s: receipt: %w", p.Seq, stream, err)
+		return 0, fmt.Errorf("%w: batch %d of %s: receipt: %v", ErrHistory, p.Seq, stream, err)
 	}
 	h, _ := b.Hash()
 	if err := rc.Verify(d.pc.relayKey); err != nil || rc.Batch != h || rc.Seq != p.Seq || rc.Stream != stream || b.Stream != stream || b.Tenant != d.pc.tenant {
-		return 0, fmt.Errorf("batch %d of %s: receipt does not match the batch", p.Seq, stream)
+		return 0, fmt.Errorf("%w: batch %d of %s: receipt does not match the batch", ErrHistory, p.Seq, stream)
+	}
+	if err := d.checkReceipt(stream, rc, p); err != nil {
+		return 0, err
 	}
 	author := d.chain.State().Devices[b.Author]
+	// The admin chain head the batch was written under must be on the
+	// chain this device was shown, with the same hash.
+	if err := d.checkBatchHead(stream, b, author, p.Seq); err != nil {
+		return 0, err
+	}
 	if author == nil {
 		if d.voidedDevice(b.Author) {
 			// Enrolled by a coordinator laptop after the point it was
@@ -619,7 +647,11 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		}
 	case b.Counter <= lastN:
 		if b.Counter < lastN || h == lastH {
-			return 0, d.advanceCursor(stream, p) // a replay
+			// An honest relay keeps one copy of a batch: the same batch
+			// under a new sequence number is a replay. It is not applied,
+			// and the stream stays before it: the relay may have put it
+			// in place of a batch this device has yet to see.
+			return 0, fmt.Errorf("%w: batch %d of %s is a replay of batch %d of device %s", ErrHistory, p.Seq, stream, b.Counter, b.Author)
 		}
 		return 0, fmt.Errorf("%w: batch %d of %s: device %s has two batches numbered %d", ErrHistory, p.Seq, stream, b.Author, b.Counter)
 	case b.Counter != lastN+1 || b.Prev != lastH:
@@ -634,7 +666,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	if !own || reapply {
 		deltas, err := d.openPulled(stream, b, author)
 		if err != nil {
-			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+			return 0, fmt.Errorf("%w: batch %d of %s: %v", ErrHistory, p.Seq, stream, err)
 		}
 		// A clock too far ahead of the relay's signed receipt time is
 		// refused by every device alike, since all see the same receipt.
@@ -671,6 +703,69 @@ func (d *Device) afterPoint(b *syncproto.Batch, rc *syncproto.Receipt, author *s
 	}
 	s := d.chain.Statement(author.CompromisedSince)
 	return s == nil || rc.ReceivedMS > s.TimeMS
+}
+
+// errChainBehind means a batch names an admin chain position past the
+// chain this device holds.
+var errChainBehind = errors.New("written under a later admin chain")
+
+// checkBatchHead compares the admin chain head a batch was written under
+// with the chain this device was shown: a position past its end means the
+// device has not seen statements the author saw (errChainBehind: fetched
+// once more, then reported as withheld); a different hash at a position it
+// has means the relay showed the two devices different chains.
+func (d *Device) checkBatchHead(stream syncproto.StreamID, b *syncproto.Batch, author *syncproto.DeviceInfo, seq syncproto.Seq) error {
+	have, ok := d.chain.Head()
+	if ok && b.ChainHead.Pos <= have.Pos {
+		if hh, _ := d.chain.HashAt(b.ChainHead.Pos); hh == b.ChainHead.Hash {
+			return nil
+		}
+	}
+	// Only an author's signature makes the header evidence.
+	if author != nil {
+		if err := b.Verify(author.SignPub); err != nil {
+			return fmt.Errorf("%w: batch %d of %s: %v", ErrHistory, seq, stream, err)
+		}
+	}
+	if !ok || b.ChainHead.Pos > have.Pos {
+		return fmt.Errorf("%w: batch %d of %s names admin chain statement %d; this device holds %d", errChainBehind, seq, stream, b.ChainHead.Pos, d.chain.Len())
+	}
+	if author == nil {
+		return fmt.Errorf("%w: batch %d of %s: unknown author", ErrHistory, seq, stream)
+	}
+	return fmt.Errorf("%w: batch %d of %s was written under admin chain statement %d with another hash than this device was shown (a forked chain)", ErrHistory, seq, stream, b.ChainHead.Pos)
+}
+
+// checkReceipt compares a pulled receipt with the ones this device holds:
+// a receipt it kept for the same sequence number (from pushing) must be
+// the very same, and receipt times must not run backwards by more than
+// the allowed skew.
+func (d *Device) checkReceipt(stream syncproto.StreamID, rc *syncproto.Receipt, p transport.Pulled) error {
+	var held []byte
+	err := d.db().QueryRow(`SELECT raw FROM local_receipts WHERE stream = ? AND seq = ?`, stream[:], int64(p.Seq)).Scan(&held)
+	switch {
+	case err == nil && !bytes.Equal(held, p.Receipt):
+		return fmt.Errorf("%w: stream %s: the relay signed two different receipts for batch %d (a forked stream)", ErrHistory, stream, p.Seq)
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("read receipts: %w", err)
+	}
+	var prevRaw []byte
+	err = d.db().QueryRow(`SELECT raw FROM local_receipts WHERE stream = ? AND seq = ?`, stream[:], int64(p.Seq)-1).Scan(&prevRaw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read receipts: %w", err)
+	}
+	prev, err := syncproto.UnmarshalReceipt(prevRaw)
+	if err != nil {
+		return nil // kept before, checked then
+	}
+	if prev.ReceivedMS > rc.ReceivedMS+uint64(MaxClockSkew.Milliseconds()) {
+		return fmt.Errorf("%w: stream %s: the relay's receipt for batch %d is dated %s before the one for batch %d", ErrHistory, stream, p.Seq,
+			time.Duration(prev.ReceivedMS-rc.ReceivedMS)*time.Millisecond, p.Seq-1)
+	}
+	return nil
 }
 
 // lacksDeltas reports whether any delta of b is missing from the replica.
