@@ -337,13 +337,14 @@ func (c *Client) ensureToken(ctx context.Context) (string, error) {
 	// A login answer lost on the way, or a token request delivered twice
 	// (a retrying proxy), spends the one-time challenge: the relay then
 	// refuses the proof. A fresh challenge costs one round trip; a device
-	// the relay really refuses gets the same answer again.
-	tok, err := c.login(ctx, dev, signer, relayKey)
+	// the relay really refuses gets the same answer each time.
 	var se *syncproto.Error
-	if errors.As(err, &se) && se.Code == syncproto.CodeUnauthorized {
-		tok, err = c.login(ctx, dev, signer, relayKey)
+	for attempt := 0; ; attempt++ {
+		tok, err := c.login(ctx, dev, signer, relayKey)
+		if attempt == 2 || !errors.As(err, &se) || se.Code != syncproto.CodeUnauthorized {
+			return tok, err
+		}
 	}
-	return tok, err
 }
 
 func (c *Client) login(ctx context.Context, dev syncproto.DeviceID, signer *fcrypto.SigningKey, relayKey fcrypto.PublicKey) (string, error) {

@@ -2,13 +2,16 @@ package transport
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/syncproto"
 )
 
@@ -71,5 +74,76 @@ func TestHTTPOnlyForLoopback(t *testing.T) {
 		if _, err := New(u, Options{}); err != nil {
 			t.Errorf("%s: got %v, want accepted", u, err)
 		}
+	}
+}
+
+// TestLoginRetriedOnSpentChallenge: a token request refused as
+// unauthorized (its one-time challenge spent by a lost answer or a
+// duplicate delivery) is retried with a fresh challenge, at most three
+// logins in all; a relay that keeps refusing gets its refusal returned.
+func TestLoginRetriedOnSpentChallenge(t *testing.T) {
+	for _, tt := range []struct {
+		refusals   int32
+		wantTokens int32
+		wantErr    bool
+	}{{0, 1, false}, {1, 2, false}, {2, 3, false}, {5, 3, true}} {
+		var tokens atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/auth/challenge"):
+				w.Write([]byte(`{"nonce":"` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `"}`))
+			case strings.HasSuffix(r.URL.Path, "/auth/token"):
+				if tokens.Add(1) <= tt.refusals {
+					w.WriteHeader(http.StatusUnauthorized)
+					w.Write([]byte(`{"code":"unauthorized","message":"login refused"}`))
+					return
+				}
+				w.Write([]byte(`{"token":"t","expires_in":300}`))
+			case r.Header.Get("Authorization") == "Bearer t":
+				w.Write([]byte(`{"keys":[]}`))
+			default:
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"code":"bad_request","message":"no"}`))
+			}
+		}))
+		c, err := New(srv.URL, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := fcrypto.GenerateSigningKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDevice(syncproto.DeviceID{1}, k, k.Public())
+		_, err = c.Keys(context.Background())
+		var we *syncproto.Error
+		if tt.wantErr != (err != nil) || (err != nil && (!errors.As(err, &we) || we.Code != syncproto.CodeUnauthorized)) {
+			t.Errorf("%d refusals: got %v, want error %v (unauthorized)", tt.refusals, err, tt.wantErr)
+		}
+		if got := tokens.Load(); got != tt.wantTokens {
+			t.Errorf("%d refusals: got %d token requests, want %d", tt.refusals, got, tt.wantTokens)
+		}
+		srv.Close()
+	}
+}
+
+type countingRT struct{ n atomic.Int32 }
+
+func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return nil, errors.New("no network here")
+}
+
+// TestRoundTripperOption: an injected RoundTripper carries every request
+// (nothing is dialled), and its failures read as an unreachable relay.
+func TestRoundTripperOption(t *testing.T) {
+	rt := &countingRT{}
+	c, err := New("http://127.0.0.1:1", Options{RoundTripper: rt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RelayKey(context.Background())
+	if !errors.Is(err, ErrUnreachable) || rt.n.Load() != 1 {
+		t.Errorf("got %v after %d round trips, want ErrUnreachable after 1", err, rt.n.Load())
 	}
 }
