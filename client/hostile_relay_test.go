@@ -39,7 +39,8 @@ type hostileWorld struct {
 	relayKey *fcrypto.SigningKey
 
 	mu      sync.Mutex
-	route   map[string]int // laptop -> index of the relay it reaches
+	faults  map[string][]*netFault // laptop -> faults still to happen
+	route   map[string]int         // laptop -> index of the relay it reaches
 	rewrite map[string]func(path string, m map[string]any)
 	devs    map[string]*Device
 	notices map[string][]string
@@ -50,7 +51,7 @@ type hostileWorld struct {
 // showing two histories, with one signing key.
 func newHostileWorld(t *testing.T, forked bool) *hostileWorld {
 	tm := convSetup(t)
-	w := &hostileWorld{t: t, dir: t.TempDir(), resident: tm.resident, route: map[string]int{},
+	w := &hostileWorld{t: t, dir: t.TempDir(), resident: tm.resident, route: map[string]int{}, faults: map[string][]*netFault{},
 		rewrite: map[string]func(string, map[string]any){}, devs: map[string]*Device{}, notices: map[string][]string{}}
 	require.NoError(t, copyTree(tm.dir, w.dir))
 	dirs := []string{filepath.Join(w.dir, "relay")}
@@ -98,8 +99,31 @@ func (h hostileRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	h.w.mu.Lock()
 	relay := h.w.relays[h.w.route[h.dev]]
 	rw := h.w.rewrite[h.dev]
+	var fault *netFault
+	for i, f := range h.w.faults[h.dev] {
+		if f.matches(req, body) {
+			fault = f
+			h.w.faults[h.dev] = append(h.w.faults[h.dev][:i:i], h.w.faults[h.dev][i+1:]...)
+			break
+		}
+	}
 	h.w.mu.Unlock()
-	resp, err := handlerServe(relay.h)(req, body)
+	serve := handlerServe(relay.h)
+	switch {
+	case fault == nil:
+	case fault.action == "drop":
+		return nil, errFault
+	case fault.action == "lose":
+		if resp, err := serve(req, body); err == nil {
+			resp.Body.Close()
+		}
+		return nil, errFault
+	case fault.action == "dup":
+		if resp, err := serve(req, body); err == nil {
+			resp.Body.Close()
+		}
+	}
+	resp, err := serve(req, body)
 	if err != nil || rw == nil || resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Type"), "json") {
 		return resp, err
 	}
@@ -116,6 +140,37 @@ func (h hostileRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.ContentLength = int64(len(raw))
 	resp.Header.Del("Content-Length")
 	return resp, nil
+}
+
+// netFault is one network fault on the first request that matches:
+// "drop" (the relay never sees it), "lose" (the relay handles it, the
+// answer is lost) or "dup" (the relay gets it twice).
+type netFault struct {
+	action, method, suffix string
+	body                   func([]byte) bool // nil: any body
+}
+
+func (f *netFault) matches(req *http.Request, body []byte) bool {
+	return req.Method == f.method && strings.HasSuffix(req.URL.Path, f.suffix) && (f.body == nil || f.body(body))
+}
+
+// fault queues a network fault for dev's requests.
+func (w *hostileWorld) fault(dev string, f *netFault) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.faults[dev] = append(w.faults[dev], f)
+}
+
+// isStatement returns a body matcher for a statement of body type T.
+func isStatement[T syncproto.Body]() func([]byte) bool {
+	return func(raw []byte) bool {
+		st, err := syncproto.UnmarshalStatement(raw)
+		if err != nil {
+			return false
+		}
+		_, ok := st.Body.(T)
+		return ok
+	}
 }
 
 // attack sets how the relay rewrites JSON answers to dev; nil stops.
