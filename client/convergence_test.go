@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,12 +316,22 @@ func (s *convSchedule) run() (err error) {
 	}
 	defer s.close()
 	serve := handlerServe(s.relay.h)
+	var overHTTP atomic.Int64
 	if s.loopback {
 		var u string
-		if u, s.stopLB, err = serveLoopback(s.relay.h); err != nil {
+		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			overHTTP.Add(1)
+			s.relay.h.ServeHTTP(w, r)
+		})
+		if u, s.stopLB, err = serveLoopback(counted); err != nil {
 			return err
 		}
 		serve = loopbackServe(u)
+		defer func() {
+			if err == nil && overHTTP.Load() == 0 {
+				err = errors.New("no request reached the relay over loopback HTTP")
+			}
+		}()
 	}
 	s.net = newFaultNet(s.rng, serve)
 	// Laptop clocks start an hour in the past (receipts carry the relay's
