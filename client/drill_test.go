@@ -672,7 +672,17 @@ func drillReplicaStreams(t *testing.T, d *Device) map[syncproto.StreamID][]strin
 		if !slices.Contains(cols, "stream") {
 			continue
 		}
-		srows, err := d.db().Query(`SELECT DISTINCT stream FROM "` + tb + `"`)
+		q := `SELECT DISTINCT stream FROM "` + tb + `"`
+		var args []any
+		if tb == "local_authors" {
+			// The laptop's own batch counter outlives a purge, so that
+			// its next batch after a re-assignment follows its earlier
+			// ones; the chain it holds names the stream anyway.
+			q += ` WHERE device != ?`
+			id := d.ID()
+			args = append(args, id[:])
+		}
+		srows, err := d.db().Query(q, args...)
 		require.NoError(t, err)
 		for srows.Next() {
 			var b []byte
