@@ -202,6 +202,7 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 	var mu sync.Mutex
 	var failed []string
 	ran := 0
+	totals := map[string]int{}
 	for w := range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
@@ -213,6 +214,11 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 				os.RemoveAll(dir)
 				mu.Lock()
 				ran++
+				if s.net != nil {
+					for k, v := range s.net.counts {
+						totals[k] += v
+					}
+				}
 				if err != nil {
 					failed = append(failed, fmt.Sprintf("seed %d: %v\n%s\nrerun: FRISTED_CONV_SEED=%d go test ./client -run '^%s$' -count=1 -v",
 						seed, err, s.traceTail(one), seed, mode))
@@ -231,7 +237,17 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 		}
 		t.Error(f)
 	}
-	t.Logf("%d schedules, %d failed", ran, len(failed))
+	t.Logf("%d schedules, %d failed; requests dropped %d, answers lost %d, duplicated %d, held %d, refused offline %d",
+		ran, len(failed), totals["drop"], totals["lose"], totals["dup"], totals["hold"], totals["offline"])
+	// Enough schedules must have met every fault, or the run proves less
+	// than it says.
+	if ran >= 20 && len(failed) == 0 {
+		for _, k := range []string{"drop", "lose", "dup", "hold", "offline"} {
+			if totals[k] == 0 {
+				t.Errorf("no schedule met a fault of kind %q", k)
+			}
+		}
+	}
 }
 
 // convSchedule is one seeded run.
@@ -481,11 +497,9 @@ func (s *convSchedule) assigned(worker string) bool {
 	return c.chain.State().Streams[s.tm.resident].Assigned[w]
 }
 
-// sync syncs one laptop; only a failure of the network is expected.
+// sync syncs one laptop (offline, it fails at its first request); only a
+// failure of the network is expected.
 func (s *convSchedule) sync(home string) error {
-	if *s.offline[home] {
-		return nil
-	}
 	res, err := s.devs[home].Sync(context.Background())
 	s.logf("sync %s: %+v %v", home, res, err)
 	if err != nil && !errors.Is(err, transport.ErrUnreachable) {
