@@ -352,7 +352,7 @@ func openSealed(sealed []byte, id age.Identity) ([]byte, error) {
 // rekeyAll starts a new epoch on every stream whose key holders differ
 // from who should hold it now.
 func (d *Device) rekeyAll(ctx context.Context) error {
-	for id := range d.chain.State().Streams {
+	for _, id := range sortedStreamIDs(d.chain.State().Streams) {
 		if err := d.rekey(ctx, id, false); err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,6 +208,10 @@ func (f faultRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errFault
 	case x < n.pDrop+n.pLose+n.pDup:
 		n.counts["dup"]++
+		if strings.HasSuffix(req.URL.Path, "/auth/token") {
+			// The second copy finds its one-time challenge spent.
+			n.counts["dup-login"]++
+		}
 		if resp, err := n.serve(req, body); err == nil {
 			resp.Body.Close()
 		}
@@ -231,6 +236,13 @@ func (n *faultNet) deliverHeld() {
 		}
 	}
 	n.held = nil
+}
+
+// dupLogins is how many token requests were delivered twice so far.
+func (n *faultNet) dupLogins() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.counts["dup-login"]
 }
 
 func (n *faultNet) String() string {

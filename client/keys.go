@@ -350,7 +350,7 @@ func continuous(epochs []syncproto.EpochInfo, dev syncproto.DeviceID) bool {
 // shareAllHistory runs shareHistory on every stream (coordinators, at sync).
 func (d *Device) shareAllHistory(ctx context.Context) error {
 	voids := d.chain.VoidEpochs()
-	for id := range d.chain.State().Streams {
+	for _, id := range sortedStreamIDs(d.chain.State().Streams) {
 		if err := d.shareHistoryWith(ctx, id, voids); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fristed/fristed/client/transport"
@@ -475,7 +476,8 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 	// An inconsistent stream is reported and skipped; the others still
 	// sync, and the first such error is returned at the end.
 	var historyErr error
-	for s, h := range heads {
+	for _, s := range sortedStreamIDs(heads) {
+		h := heads[s]
 		if _, ok := known[s]; !ok {
 			continue
 		}
@@ -579,6 +581,17 @@ func (d *Device) pull(ctx context.Context, res *SyncResult) error {
 		}
 	}
 	return historyErr
+}
+
+// sortedStreamIDs returns the keys of m in byte order, so that a sync
+// makes its requests in the same order every time.
+func sortedStreamIDs[V any](m map[syncproto.StreamID]V) []syncproto.StreamID {
+	out := make([]syncproto.StreamID, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b syncproto.StreamID) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 // applyPulled verifies and applies one batch: the relay's receipt, the
