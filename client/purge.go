@@ -153,8 +153,11 @@ func (d *Device) shredPurged() error {
 		if err := d.purgeLocal(sid); err != nil {
 			return err
 		}
-		if _, err := d.db().Exec(`DELETE FROM local_shared WHERE stream = ?`, sid[:]); err != nil {
-			return fmt.Errorf("purge %s: %w", sid, err)
+		// Purged for good: this device's own batch counter goes too.
+		for _, q := range []string{`DELETE FROM local_shared WHERE stream = ?`, `DELETE FROM local_authors WHERE stream = ?`} {
+			if _, err := d.db().Exec(q, sid[:]); err != nil {
+				return fmt.Errorf("purge %s: %w", sid, err)
+			}
 		}
 		if n > 0 {
 			d.opts.notice("%d edit(s) to %s were dropped: the case was purged after its retention period", n, sid)

@@ -218,7 +218,7 @@ func (d *Device) purgeLocal(sid syncproto.StreamID) error {
 		`DELETE FROM local_keys WHERE stream = ?`, `DELETE FROM local_outbox WHERE stream = ?`,
 		`DELETE FROM local_inflight WHERE stream = ?`, `DELETE FROM local_cursor WHERE stream = ?`,
 		`DELETE FROM local_receipts WHERE stream = ?`, `DELETE FROM local_pending_keys WHERE stream = ?`,
-		`DELETE FROM local_rebuild WHERE stream = ?`,
+		`DELETE FROM local_rebuild WHERE stream = ?`, `DELETE FROM local_keyed WHERE stream = ?`,
 	} {
 		if _, err := d.db().Exec(q, sid[:]); err != nil {
 			return fmt.Errorf("purge %s: %w", sid, err)
