@@ -785,7 +785,7 @@ func (d *Device) checkReceipt(stream syncproto.StreamID, rc *syncproto.Receipt, 
 func (d *Device) lacksDeltas(b *syncproto.Batch) (bool, error) {
 	for _, sd := range b.Deltas {
 		var n int
-		if err := d.db().QueryRow(`SELECT COUNT(*) FROM deltas WHERE id = ?`, sd.ID[:]).Scan(&n); err != nil {
+		if err := d.db().QueryRow(`SELECT COUNT(*) FROM deltas WHERE stream = ? AND id = ?`, b.Stream[:], sd.ID[:]).Scan(&n); err != nil {
 			return false, fmt.Errorf("read deltas: %w", err)
 		}
 		if n == 0 {
