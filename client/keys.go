@@ -166,6 +166,15 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 			if rerr := d.refreshChain(ctx); rerr != nil {
 				return 0, fmt.Errorf("start epoch: %w", rerr)
 			}
+			// The chain moved past the position that statement was
+			// signed for: unless it is the one that landed, its key can
+			// never be needed.
+			if _, perr := d.pendingKey(stream, next); perr != nil {
+				return 0, perr
+			}
+			if err := d.dropPendingKey(stream, commitment); err != nil {
+				return 0, err
+			}
 			if cur := d.chain.State().Streams[stream].Current(); cur != nil && cur.Epoch >= next && sameDevices(cur.Devices, devices) {
 				return cur.Epoch, d.finishEpoch(ctx, stream)
 			}
@@ -176,6 +185,9 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 		}
 		next = s.Body.(*syncproto.EpochStarted).Epoch
 		if err := d.storeKey(stream, next, key); err != nil {
+			return 0, err
+		}
+		if err := d.dropPendingKey(stream, commitment); err != nil {
 			return 0, err
 		}
 		if err := d.finishEpoch(ctx, stream); err != nil {
@@ -235,10 +247,17 @@ func (d *Device) pendingKey(stream syncproto.StreamID, epoch syncproto.Epoch) (*
 	if err := d.storeKey(stream, epoch, k); err != nil {
 		return nil, err
 	}
+	return k, d.dropPendingKey(stream, commitment)
+}
+
+// dropPendingKey forgets a pending key: stored as the epoch's, or never
+// to be needed.
+func (d *Device) dropPendingKey(stream syncproto.StreamID, commitment syncproto.Hash) error {
 	if _, err := d.db().Exec(`DELETE FROM local_pending_keys WHERE stream = ? AND commitment = ?`, stream[:], commitment[:]); err != nil {
-		return nil, fmt.Errorf("store key: %w", err)
+		return fmt.Errorf("store key: %w", err)
 	}
-	return k, nil
+	d.dirty = true
+	return nil
 }
 
 // shareHistory makes sure every device of a stream's current epoch was
