@@ -82,7 +82,7 @@ func TestWrappedKeyLost(t *testing.T) {
 	res, err := w.sync("ada")
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Pending, "the edit waits for the key")
-	require.Contains(t, w.noticesOf("ada"), "wait for the next sync")
+	require.Contains(t, w.noticesOf("ada"), "wait for the case key")
 
 	w.mustSync("coord") // sends the missing key
 	w.mustSync("ada")

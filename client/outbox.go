@@ -76,5 +76,10 @@ func (d *Device) hasKey(s syncproto.StreamID, e syncproto.Epoch) (bool, error) {
 	if err := d.db().QueryRow(`SELECT COUNT(*) FROM local_keys WHERE stream = ? AND epoch = ?`, s[:], int64(e)).Scan(&n); err != nil {
 		return false, fmt.Errorf("read keys: %w", err)
 	}
-	return n > 0, nil
+	if n == 0 {
+		// A key this coordinator made for an epoch whose answer was lost.
+		k, err := d.pendingKey(s, e)
+		return k != nil, err
+	}
+	return true, nil
 }

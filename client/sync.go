@@ -124,13 +124,6 @@ func (d *Device) push(ctx context.Context, res *SyncResult) error {
 	for _, s := range streams {
 		for {
 			n, err := d.pushOne(ctx, s, res)
-			if errors.Is(err, ErrNoKey) {
-				// The newest epoch's key has not reached this device yet
-				// (a coordinator sends it at its next sync): the edits
-				// wait, the other streams and the pull go on.
-				d.opts.notice("%v; the edits to that case wait for the next sync", err)
-				break
-			}
 			if err != nil {
 				return err
 			}
@@ -678,6 +671,9 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 	n := 0
 	if !own || reapply {
 		deltas, err := d.openPulled(stream, b, author)
+		if errors.Is(err, ErrNoKey) {
+			return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("%w: batch %d of %s: %v", ErrHistory, p.Seq, stream, err)
 		}
