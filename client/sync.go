@@ -657,7 +657,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 			// under a new sequence number is a replay. It is not applied,
 			// and the stream stays before it: the relay may have put it
 			// in place of a batch this device has yet to see.
-			return 0, fmt.Errorf("%w: batch %d of %s is a replay of batch %d of device %s", ErrHistory, p.Seq, stream, b.Counter, b.Author)
+			return 0, fmt.Errorf("%w: batch %d of %s is a replay of batch %d of device %s (already seen; replayed or reordered)", ErrHistory, p.Seq, stream, b.Counter, b.Author)
 		}
 		return 0, fmt.Errorf("%w: batch %d of %s: device %s has two batches numbered %d", ErrHistory, p.Seq, stream, b.Author, b.Counter)
 	case b.Counter != lastN+1 || b.Prev != lastH:
