@@ -1,6 +1,6 @@
 package client
 
-// Pull benchmarks (issue 5): how fast a device applies pulled deltas, and
+// Pull benchmarks: how fast a device applies pulled deltas, and
 // what a pull costs a device 100 deltas behind on a stream of 1,000 and of
 // 1,000,000 deltas, which must be the same.
 //
