@@ -38,7 +38,8 @@
 // refused" fact it signs itself.
 //
 // Limits: JSON bodies 64 KiB, statements 64 KiB, auth proofs 4 KiB,
-// enrolments 80 KiB, wrapped keys 1 MiB, batches 8 MiB and at most
+// enrolments 80 KiB, wrapped keys 1 MiB (a batch of them 8 MiB and at
+// most MaxKeyBatch (256) keys), batches 8 MiB and at most
 // MaxDeltasPerBatch (500) deltas, snapshots 64 MiB; over a limit is 413
 // too_large. Public routes are rate limited per client address, the
 // others per device, and a request with no valid token counts against its
@@ -195,6 +196,7 @@
 //	     the pruned point are gone; the countersigned one a stream was
 //	     pruned to stays, and so does every later one.
 //	PUT  /v1/t/{tenant}/keys                  body: WrappedKey bytes (coordinators)
+//	     One key; coordinators send several with POST /keys/batch.
 //	     201 {}. The stream must exist (404), the epoch too (409
 //	     unknown_epoch), the target device be one of that epoch's devices
 //	     or of the current one (403 not_assigned) and not revoked (403
@@ -203,12 +205,30 @@
 //	     existing, for a device of the current epoch only: honest devices
 //	     may have sealed batches under it. Replaces an earlier copy for
 //	     the same stream, epoch and device.
+//	POST /v1/t/{tenant}/keys/batch            (coordinators)
+//	     body {"keys": [b64 WrappedKey...]}, 1 to MaxKeyBatch (256) keys,
+//	     body at most 8 MiB. 201 {"stored": n}. Each key is checked as
+//	     PUT /keys checks one, with the same codes; the batch is stored in
+//	     one transaction, all or nothing: the first refused key refuses
+//	     it, the message naming its index ("key 3: the device is
+//	     revoked"), and nothing is stored. Also 400 for an empty batch,
+//	     malformed JSON or base64, or two keys for the same stream, epoch
+//	     and device; 413 too_large for more than MaxKeyBatch keys.
 //	GET  /v1/t/{tenant}/keys
 //	     200 {"keys": [b64 WrappedKey...]}: every copy addressed to the
 //	     calling device not yet acknowledged.
 //	DELETE /v1/t/{tenant}/keys/{stream}/{epoch}
 //	     204. The calling device holds the key: its copy is destroyed
-//	     (and the KEK rotated, see below). Idempotent.
+//	     (and the KEK rotated, see below). Idempotent. Kept for older
+//	     clients; a sync acknowledges with POST /keys/ack.
+//	POST /v1/t/{tenant}/keys/ack
+//	     body {"keys": [{"stream": "s_...", "epoch": n}...]}, 1 to
+//	     MaxKeyBatch entries. 204. The calling device holds these keys:
+//	     its copies are destroyed in one transaction and the KEK rotated
+//	     once for all of them, before the answer. Copies already gone are
+//	     no error (idempotent). 400 for an empty list, a malformed entry
+//	     or the same stream and epoch twice (naming the entry's index),
+//	     413 too_large for more than MaxKeyBatch: nothing is destroyed.
 //	GET  /v1/t/{tenant}/devices/last-seen             (coordinators)
 //	     200 {"d_...": "YYYY-MM-DD"} (UTC days, set at each login)
 //

@@ -210,6 +210,36 @@ func (k *Keystore) Put(ctx context.Context, st store.Store, sec store.Secret, pl
 	return st.PutSecret(ctx, sec)
 }
 
+// PutAll seals each plains[i] under the current generation as secs[i]
+// and stores them all in one transaction: all or none.
+func (k *Keystore) PutAll(ctx context.Context, st store.Store, secs []store.Secret, plains [][]byte) error {
+	if len(secs) != len(plains) {
+		return fmt.Errorf("put secrets: %d secrets, %d values", len(secs), len(plains))
+	}
+	unlock, err := k.lock(false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	k.mu.Lock()
+	if err := k.reloadLocked(); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	gen, key := k.cur, k.keys[k.cur]
+	k.mu.Unlock()
+	sealed := make([]store.Secret, len(secs))
+	for i, sec := range secs {
+		b, err := fcrypto.Seal(key, kekAD(sec.Tenant, sec.Kind, sec.Name, gen), plains[i])
+		if err != nil {
+			return fmt.Errorf("seal %s secret: %w", sec.Kind, err)
+		}
+		sec.KEKGen, sec.Sealed = gen, b
+		sealed[i] = sec
+	}
+	return st.PutSecrets(ctx, sealed)
+}
+
 // Open returns a stored secret's plaintext, or ErrSecretGone.
 func (k *Keystore) Open(sec store.Secret) ([]byte, error) {
 	k.mu.Lock()
@@ -239,6 +269,21 @@ func (k *Keystore) Destroy(ctx context.Context, st store.Store, tenant syncproto
 		return err
 	}
 	return k.rotateCovering(ctx, st, k.deletions.Add(1))
+}
+
+// DestroyAll deletes the named secrets in one transaction and rotates
+// once for all of them, so every deletion holds in backups too. It
+// returns how many existed. It is idempotent.
+func (k *Keystore) DestroyAll(ctx context.Context, st store.Store, tenant syncproto.TenantID, kind string, names []string) (int, error) {
+	n, err := st.DeleteSecrets(ctx, tenant, kind, names)
+	if err != nil {
+		return 0, err
+	} else if n == 0 {
+		// Nothing left to delete, perhaps because an earlier call deleted
+		// them and then failed to rotate: finish that rotation.
+		return 0, k.Finish(ctx, st)
+	}
+	return n, k.rotateCovering(ctx, st, k.deletions.Add(1))
 }
 
 // Rotate starts a new generation, rewraps every secret to it and destroys

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,45 +41,131 @@ func (r *Relay) putKey(c echo.Context, s *session) error {
 	if err != nil {
 		return decodeError("wrapped key", err)
 	}
-	if wk.Tenant != s.t.id {
-		return wire(syncproto.CodeBadRequest, "wrapped key is for another tenant")
+	var refusal error
+	s.t.read(func(ch *syncproto.Chain) { refusal = checkWrappedKey(ch, s.t.id, wk) })
+	if refusal != nil {
+		return refusal
+	}
+	if err := r.kek.Put(ctx, r.st, wrappedSecret(wk), raw); err != nil {
+		return storeError(err)
+	}
+	r.metrics.secretsStore.Add(1)
+	return c.JSON(http.StatusCreated, map[string]string{})
+}
+
+// MaxKeyBatch is how many wrapped keys one batch upload or batch
+// acknowledgement may carry.
+const MaxKeyBatch = 256
+
+// putKeys answers POST /v1/t/{tenant}/keys/batch (coordinators): up to
+// MaxKeyBatch wrapped keys, each checked exactly as putKey checks one, and
+// stored all in one transaction. One refused key refuses the batch, with
+// putKey's code and the key's index in the message; nothing is stored.
+func (r *Relay) putKeys(c echo.Context, s *session) error {
+	ctx := c.Request().Context()
+	b, err := readBody(c, maxKeyBatchBody)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Keys []string `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &req); err != nil {
+		return wire(syncproto.CodeBadRequest, "malformed JSON body")
+	}
+	switch {
+	case len(req.Keys) == 0:
+		return wire(syncproto.CodeBadRequest, "empty key batch")
+	case len(req.Keys) > MaxKeyBatch:
+		return wire(syncproto.CodeTooLarge, fmt.Sprintf("key batch of %d keys, over %d", len(req.Keys), MaxKeyBatch))
+	}
+	raws := make([][]byte, len(req.Keys))
+	wks := make([]*syncproto.WrappedKey, len(req.Keys))
+	secs := make([]store.Secret, len(req.Keys))
+	seen := make(map[string]int, len(req.Keys))
+	for i, enc := range req.Keys {
+		raw, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			return wire(syncproto.CodeBadRequest, fmt.Sprintf("key %d: malformed base64", i))
+		}
+		if len(raw) > maxWrappedKeyBody {
+			return wire(syncproto.CodeTooLarge, fmt.Sprintf("key %d: over %d bytes", i, maxWrappedKeyBody))
+		}
+		wk, err := syncproto.UnmarshalWrappedKey(raw)
+		if err != nil {
+			return atIndex(i, decodeError("wrapped key", err))
+		}
+		sec := wrappedSecret(wk)
+		if j, dup := seen[sec.Name]; dup {
+			return wire(syncproto.CodeBadRequest, fmt.Sprintf("key %d: same stream, epoch and device as key %d", i, j))
+		}
+		seen[sec.Name] = i
+		raws[i], wks[i], secs[i] = raw, wk, sec
 	}
 	var refusal error
 	s.t.read(func(ch *syncproto.Chain) {
-		st := ch.State()
-		str := st.Streams[wk.Stream]
-		switch {
-		case str == nil || str.Purged:
-			refusal = wire(syncproto.CodeNotFound, "unknown stream")
-		case str.Epoch(wk.Epoch) == nil:
-			// An epoch a voided statement started (a compromised
-			// coordinator laptop's re-key): honest devices may have
-			// sealed batches under it, so its key may go to a device
-			// in the current epoch, to read that history.
-			if !voidEpoch(ch, wk.Stream, wk.Epoch) {
-				refusal = wire(syncproto.CodeUnknownEpoch, "the stream has no such epoch")
-			} else if cur := str.Current(); cur == nil || !cur.Has(wk.Device) {
-				refusal = wire(syncproto.CodeNotAssigned, "the device is not in the current epoch")
-			} else if !st.Devices[wk.Device].Active() {
-				refusal = wire(syncproto.CodeForbidden, "the device is revoked")
+		for i, wk := range wks {
+			if err := checkWrappedKey(ch, s.t.id, wk); err != nil {
+				refusal = atIndex(i, err)
+				return
 			}
-		case !str.Epoch(wk.Epoch).Has(wk.Device) && !str.Current().Has(wk.Device):
-			// A device new to a stream may receive older epochs' keys to
-			// read the history, but only once it is in the current epoch.
-			refusal = wire(syncproto.CodeNotAssigned, "the device is not in that epoch nor the current one")
-		case !st.Devices[wk.Device].Active():
-			refusal = wire(syncproto.CodeForbidden, "the device is revoked")
 		}
 	})
 	if refusal != nil {
 		return refusal
 	}
-	sec := store.Secret{Tenant: s.t.id, Stream: wk.Stream, Kind: KindWrapped, Name: WrappedName(wk.Stream, wk.Epoch, wk.Device)}
-	if err := r.kek.Put(ctx, r.st, sec, raw); err != nil {
+	if err := r.kek.PutAll(ctx, r.st, secs, raws); err != nil {
 		return storeError(err)
 	}
-	r.metrics.secretsStore.Add(1)
-	return c.JSON(http.StatusCreated, map[string]string{})
+	r.metrics.secretsStore.Add(uint64(len(secs)))
+	return c.JSON(http.StatusCreated, map[string]int{"stored": len(secs)})
+}
+
+// atIndex prefixes a wire error's message with the index of the batch
+// entry it is about, keeping its code.
+func atIndex(i int, err error) error {
+	var we *syncproto.Error
+	if errors.As(err, &we) {
+		return wire(we.Code, fmt.Sprintf("key %d: %s", i, we.Message))
+	}
+	return err
+}
+
+func wrappedSecret(wk *syncproto.WrappedKey) store.Secret {
+	return store.Secret{Tenant: wk.Tenant, Stream: wk.Stream, Kind: KindWrapped, Name: WrappedName(wk.Stream, wk.Epoch, wk.Device)}
+}
+
+// checkWrappedKey decides whether a wrapped key may be stored for tenant
+// on the chain ch: nil, or the wire error refusing it.
+func checkWrappedKey(ch *syncproto.Chain, tenant syncproto.TenantID, wk *syncproto.WrappedKey) error {
+	if wk.Tenant != tenant {
+		return wire(syncproto.CodeBadRequest, "wrapped key is for another tenant")
+	}
+	st := ch.State()
+	str := st.Streams[wk.Stream]
+	switch {
+	case str == nil || str.Purged:
+		return wire(syncproto.CodeNotFound, "unknown stream")
+	case str.Epoch(wk.Epoch) == nil:
+		// An epoch a voided statement started (a compromised
+		// coordinator laptop's re-key): honest devices may have
+		// sealed batches under it, so its key may go to a device
+		// in the current epoch, to read that history.
+		if !voidEpoch(ch, wk.Stream, wk.Epoch) {
+			return wire(syncproto.CodeUnknownEpoch, "the stream has no such epoch")
+		} else if cur := str.Current(); cur == nil || !cur.Has(wk.Device) {
+			return wire(syncproto.CodeNotAssigned, "the device is not in the current epoch")
+		} else if !st.Devices[wk.Device].Active() {
+			return wire(syncproto.CodeForbidden, "the device is revoked")
+		}
+	case !str.Epoch(wk.Epoch).Has(wk.Device) && !str.Current().Has(wk.Device):
+		// A device new to a stream may receive older epochs' keys to
+		// read the history, but only once it is in the current epoch.
+		return wire(syncproto.CodeNotAssigned, "the device is not in that epoch nor the current one")
+	case !st.Devices[wk.Device].Active():
+		return wire(syncproto.CodeForbidden, "the device is revoked")
+	}
+	return nil
 }
 
 // voidEpoch reports whether only a void statement started epoch e of stream.
@@ -136,6 +223,48 @@ func (r *Relay) ackKey(c echo.Context, s *session) error {
 	}
 	if err := r.kek.Destroy(ctx, r.st, s.t.id, KindWrapped, name); err != nil {
 		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// ackKeys answers POST /v1/t/{tenant}/keys/ack: the device holds every
+// listed key (up to MaxKeyBatch), so all its copies are destroyed in one
+// transaction, then the KEK rotates once for all of them. Copies already
+// gone are no error; a malformed or repeated entry refuses the whole
+// request, with its index, and destroys nothing.
+func (r *Relay) ackKeys(c echo.Context, s *session) error {
+	ctx := c.Request().Context()
+	var req struct {
+		Keys []struct {
+			Stream string `json:"stream"`
+			Epoch  uint32 `json:"epoch"`
+		} `json:"keys"`
+	}
+	if err := readJSON(c, &req); err != nil {
+		return err
+	}
+	switch {
+	case len(req.Keys) == 0:
+		return wire(syncproto.CodeBadRequest, "empty acknowledgement")
+	case len(req.Keys) > MaxKeyBatch:
+		return wire(syncproto.CodeTooLarge, fmt.Sprintf("acknowledgement of %d keys, over %d", len(req.Keys), MaxKeyBatch))
+	}
+	names := make([]string, len(req.Keys))
+	seen := make(map[string]int, len(req.Keys))
+	for i, k := range req.Keys {
+		stream, err := syncproto.ParseStreamID(k.Stream)
+		if err != nil {
+			return wire(syncproto.CodeBadRequest, fmt.Sprintf("key %d: malformed stream id", i))
+		}
+		name := WrappedName(stream, syncproto.Epoch(k.Epoch), s.device)
+		if j, dup := seen[name]; dup {
+			return wire(syncproto.CodeBadRequest, fmt.Sprintf("key %d: same stream and epoch as key %d", i, j))
+		}
+		seen[name] = i
+		names[i] = name
+	}
+	if _, err := r.kek.DestroyAll(ctx, r.st, s.t.id, KindWrapped, names); err != nil {
+		return storeError(err)
 	}
 	return c.NoContent(http.StatusNoContent)
 }

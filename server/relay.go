@@ -28,6 +28,7 @@ const (
 	maxAuthHeader     = 4 << 10
 	maxEnrolmentBody  = 80 << 10
 	maxWrappedKeyBody = 1<<20 + 4<<10
+	maxKeyBatchBody   = 8 << 20
 	maxBatchBody      = 8 << 20
 	maxSnapshotBody   = 64<<20 + 64<<10
 	// MaxDeltasPerBatch is the relay's cap on deltas in one batch (the
@@ -229,6 +230,8 @@ func (r *Relay) routes() *echo.Echo {
 	e.PUT(t+"/keys", r.authed(coord, r.putKey))
 	e.GET(t+"/keys", r.authed(anyDevice, r.getKeys))
 	e.DELETE(t+"/keys/:stream/:epoch", r.authed(anyDevice, r.ackKey))
+	e.POST(t+"/keys/batch", r.authed(coord, r.putKeys))
+	e.POST(t+"/keys/ack", r.authed(anyDevice, r.ackKeys))
 	e.GET(t+"/devices/last-seen", r.authed(coord, r.lastSeen))
 	r.envelopeRoutes(e, t)
 	return e

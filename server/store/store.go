@@ -158,6 +158,13 @@ type Store interface {
 	GetSecret(ctx context.Context, tenant syncproto.TenantID, kind, name string) (Secret, error)
 	ListSecrets(ctx context.Context, tenant syncproto.TenantID, kind, namePrefix string) ([]Secret, error)
 	DeleteSecret(ctx context.Context, tenant syncproto.TenantID, kind, name string) error
+	// PutSecrets puts every secret in one transaction: all are stored, or
+	// (on any error, such as an unknown tenant) none is.
+	PutSecrets(ctx context.Context, secs []Secret) error
+	// DeleteSecrets deletes the named secrets of one tenant and kind in one
+	// transaction and returns how many existed; missing names are not an
+	// error.
+	DeleteSecrets(ctx context.Context, tenant syncproto.TenantID, kind string, names []string) (int, error)
 	// RewrapSecrets calls fn for every secret with KEKGen != toGen and stores
 	// what it returns with KEKGen = toGen, all in one transaction, and
 	// returns how many it rewrapped; used to rotate the key-encryption key.

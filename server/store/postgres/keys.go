@@ -70,6 +70,45 @@ func (s *Store) DeleteSecret(ctx context.Context, tenant syncproto.TenantID, kin
 	return nil
 }
 
+// PutSecrets implements store.Store.
+func (s *Store) PutSecrets(ctx context.Context, secs []store.Secret) error {
+	if len(secs) == 0 {
+		return nil
+	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		for _, sec := range secs {
+			if _, err := tx.Exec(ctx, `INSERT INTO secrets (`+secretColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (tenant, kind, name) DO UPDATE SET
+					stream = EXCLUDED.stream, kek_gen = EXCLUDED.kek_gen, sealed = EXCLUDED.sealed`,
+				sec.Tenant[:], nullID(sec.Stream[:]), sec.Kind, sec.Name, int64(sec.KEKGen), nonNil(sec.Sealed)); err != nil {
+				return unknownTenant(err, sec.Tenant)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %d secrets: %w", len(secs), err)
+	}
+	return nil
+}
+
+// DeleteSecrets implements store.Store.
+func (s *Store) DeleteSecrets(ctx context.Context, tenant syncproto.TenantID, kind string, names []string) (int, error) {
+	var total int
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM secrets WHERE tenant = $1 AND kind = $2 AND name = ANY($3)`, tenant[:], kind, names)
+		if err != nil {
+			return err
+		}
+		total = int(tag.RowsAffected())
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete %s secrets: %w", kind, err)
+	}
+	return total, nil
+}
+
 // RewrapSecrets implements store.Store. The secrets stay locked until the
 // transaction ends, so a concurrent Put or Delete waits for the rotation.
 func (s *Store) RewrapSecrets(ctx context.Context, toGen uint32, fn func(store.Secret) ([]byte, error)) (int, error) {

@@ -95,6 +95,60 @@ func (s *Store) DeleteSecret(ctx context.Context, tenant syncproto.TenantID, kin
 	return nil
 }
 
+// PutSecrets implements store.Store.
+func (s *Store) PutSecrets(ctx context.Context, secs []store.Secret) error {
+	if len(secs) == 0 {
+		return nil
+	}
+	err := s.writeDeleting(ctx, func(tx *sql.Tx) (bool, error) {
+		replaced := false
+		for _, sec := range secs {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM secrets WHERE tenant = ? AND kind = ? AND name = ?`,
+				sec.Tenant[:], sec.Kind, sec.Name).Scan(&n); err != nil {
+				return false, err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (`+secretColumns+`) VALUES (?, ?, ?, ?, ?, ?)
+				ON CONFLICT (tenant, kind, name) DO UPDATE SET
+					stream = excluded.stream, kek_gen = excluded.kek_gen, sealed = excluded.sealed`,
+				sec.Tenant[:], nullID(sec.Stream[:]), sec.Kind, sec.Name, int64(sec.KEKGen), sec.Sealed); err != nil {
+				return false, unknownTenant(err, sec.Tenant)
+			}
+			// Replacing a secret overwrites its old sealed bytes.
+			replaced = replaced || n > 0
+		}
+		return replaced, nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %d secrets: %w", len(secs), err)
+	}
+	return nil
+}
+
+// DeleteSecrets implements store.Store.
+func (s *Store) DeleteSecrets(ctx context.Context, tenant syncproto.TenantID, kind string, names []string) (int, error) {
+	var total int
+	err := s.writeDeleting(ctx, func(tx *sql.Tx) (bool, error) {
+		total = 0
+		for _, name := range names {
+			res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE tenant = ? AND kind = ? AND name = ?`, tenant[:], kind, name)
+			if err != nil {
+				return false, err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return false, err
+			}
+			total += int(n)
+		}
+		return total > 0, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete %s secrets: %w", kind, err)
+	}
+	return total, nil
+}
+
 // RewrapSecrets implements store.Store.
 func (s *Store) RewrapSecrets(ctx context.Context, toGen uint32, fn func(store.Secret) ([]byte, error)) (int, error) {
 	var n int
