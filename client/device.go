@@ -98,6 +98,9 @@ type Device struct {
 	// resealFailed is the last automatic re-seal failure told, so a
 	// watching device does not repeat it at every sync.
 	resealFailed string
+	// keyq, while an admin action runs, gathers the wrapped keys it
+	// sends, so they reach the relay in batches (sendingKeys).
+	keyq *keyQueue
 
 	// CardPreview, if set, is shown an alarm card before it is sealed and
 	// must return true to go ahead (a terminal prompt in the CLI).

@@ -350,14 +350,16 @@ func openSealed(sealed []byte, id age.Identity) ([]byte, error) {
 }
 
 // rekeyAll starts a new epoch on every stream whose key holders differ
-// from who should hold it now.
+// from who should hold it now, sending the keys in batches.
 func (d *Device) rekeyAll(ctx context.Context) error {
-	for _, id := range sortedStreamIDs(d.chain.State().Streams) {
-		if err := d.rekey(ctx, id, false); err != nil {
-			return err
+	return d.sendingKeys(ctx, func() error {
+		for _, id := range sortedStreamIDs(d.chain.State().Streams) {
+			if err := d.rekey(ctx, id, false); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (d *Device) requireCoordinator() error {

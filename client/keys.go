@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/fristed/fristed/client/transport"
 	fcrypto "github.com/fristed/fristed/crypto"
 	"github.com/fristed/fristed/syncproto"
 )
@@ -39,7 +40,8 @@ func (d *Device) storeKey(stream syncproto.StreamID, epoch syncproto.Epoch, k *f
 
 // fetchKeys takes every wrapped key the relay holds for this device,
 // accepts each only if it matches the commitment in the coordinator-signed
-// epoch statement, stores it, and tells the relay to destroy its copy.
+// epoch statement, stores it, and then tells the relay, in one request, to
+// destroy its copies of the keys accepted.
 func (d *Device) fetchKeys(ctx context.Context) error {
 	c, err := d.client()
 	if err != nil {
@@ -54,6 +56,7 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 	if len(raws) > 0 {
 		voids = d.chain.VoidEpochs()
 	}
+	var held []transport.KeyRef
 	for _, raw := range raws {
 		wk, err := syncproto.UnmarshalWrappedKey(raw)
 		if err != nil {
@@ -82,11 +85,14 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 		if err := d.storeKey(wk.Stream, wk.Epoch, k); err != nil {
 			return err
 		}
-		if err := c.AckKey(ctx, wk.Stream, wk.Epoch); err != nil {
-			return err
-		}
+		held = append(held, transport.KeyRef{Stream: wk.Stream, Epoch: wk.Epoch})
 	}
-	return nil
+	if len(held) == 0 {
+		return nil
+	}
+	// One acknowledgement for every key taken: the relay destroys the
+	// copies and rotates its KEK once, not once per key.
+	return c.AckKeys(ctx, held)
 }
 
 // voidEpochOf returns the epoch only a void statement gave stream, or nil.
@@ -200,7 +206,7 @@ func (d *Device) startEpoch(ctx context.Context, stream syncproto.StreamID, devi
 // finishEpoch sends the new key, and older ones to devices new to the
 // stream; an audit epoch also gets its recipient named.
 func (d *Device) finishEpoch(ctx context.Context, stream syncproto.StreamID) error {
-	if err := d.shareHistory(ctx, stream); err != nil {
+	if err := d.sendingKeys(ctx, func() error { return d.shareHistory(ctx, stream) }); err != nil {
 		return err
 	}
 	if str := d.chain.State().Streams[stream]; str != nil && str.Kind == syncproto.StreamAudit {
@@ -306,11 +312,17 @@ func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID
 					return err
 				}
 			}
-			if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_keyed (stream, device, epoch) VALUES (?, ?, ?)`,
-				stream[:], dv[:], int64(cur.Epoch)); err != nil {
-				return fmt.Errorf("record shared keys: %w", err)
+			dv, epoch := dv, cur.Epoch
+			if err := d.afterKeysSent(ctx, func() error {
+				if _, err := d.db().Exec(`INSERT OR REPLACE INTO local_keyed (stream, device, epoch) VALUES (?, ?, ?)`,
+					stream[:], dv[:], int64(epoch)); err != nil {
+					return fmt.Errorf("record shared keys: %w", err)
+				}
+				d.dirty = true
+				return nil
+			}); err != nil {
+				return err
 			}
-			d.dirty = true
 		}
 		// The epochs only void statements started, once per device that
 		// was not in them: an honest device may have sealed batches under
@@ -333,11 +345,17 @@ func (d *Device) shareHistoryWith(ctx context.Context, stream syncproto.StreamID
 			if err := d.shareKey(ctx, stream, e, dv); err != nil {
 				return err
 			}
-			if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_shared (stream, epoch, device) VALUES (?, ?, ?)`,
-				stream[:], int64(e.Epoch), dv[:]); err != nil {
-				return fmt.Errorf("record shared key: %w", err)
+			dv, epoch := dv, e.Epoch
+			if err := d.afterKeysSent(ctx, func() error {
+				if _, err := d.db().Exec(`INSERT OR IGNORE INTO local_shared (stream, epoch, device) VALUES (?, ?, ?)`,
+					stream[:], int64(epoch), dv[:]); err != nil {
+					return fmt.Errorf("record shared key: %w", err)
+				}
+				d.dirty = true
+				return nil
+			}); err != nil {
+				return err
 			}
-			d.dirty = true
 		}
 	}
 	return nil
@@ -366,11 +384,99 @@ func continuous(epochs []syncproto.EpochInfo, dev syncproto.DeviceID) bool {
 	return true
 }
 
-// shareAllHistory runs shareHistory on every stream (coordinators, at sync).
+// shareAllHistory runs shareHistory on every stream (coordinators, at
+// sync), sending the keys in batches.
 func (d *Device) shareAllHistory(ctx context.Context) error {
-	voids := d.chain.VoidEpochs()
-	for _, id := range sortedStreamIDs(d.chain.State().Streams) {
-		if err := d.shareHistoryWith(ctx, id, voids); err != nil {
+	return d.sendingKeys(ctx, func() error {
+		voids := d.chain.VoidEpochs()
+		for _, id := range sortedStreamIDs(d.chain.State().Streams) {
+			if err := d.shareHistoryWith(ctx, id, voids); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// keyQueue holds wrapped keys on their way to the relay, and what to
+// record once they have reached it.
+type keyQueue struct {
+	raws  [][]byte
+	after []func() error // each runs once every key queued before it is stored
+}
+
+// sendingKeys runs fn with the wrapped keys it makes queued, and sends
+// them in batches of up to transport.MaxKeyBatch: an approval or a
+// revocation that re-keys many streams costs a few requests, not one per
+// key. Inside an outer sendingKeys, fn's keys join the outer queue. A
+// record of keys sent (local_keyed, local_shared) is written only after
+// its keys reached the relay, so an action interrupted before that is
+// finished by the next sync. The keys queued are sent even if fn fails
+// half-way.
+func (d *Device) sendingKeys(ctx context.Context, fn func() error) error {
+	if d.keyq != nil {
+		return fn()
+	}
+	q := &keyQueue{}
+	d.keyq = q
+	err := fn()
+	d.keyq = nil
+	if ferr := d.flushKeys(ctx, q); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// queueKey sends a wrapped key: at once outside sendingKeys, else into
+// the queue, which is sent when full.
+func (d *Device) queueKey(ctx context.Context, raw []byte) error {
+	c, err := d.client()
+	if err != nil {
+		return err
+	}
+	q := d.keyq
+	if q == nil {
+		return c.PutKey(ctx, raw)
+	}
+	q.raws = append(q.raws, raw)
+	if len(q.raws) >= transport.MaxKeyBatch {
+		return d.flushKeys(ctx, q)
+	}
+	return nil
+}
+
+// afterKeysSent runs record once every key queued so far reached the
+// relay: at once outside sendingKeys.
+func (d *Device) afterKeysSent(ctx context.Context, record func() error) error {
+	q := d.keyq
+	if q == nil {
+		return record()
+	}
+	if len(q.raws) == 0 {
+		return record()
+	}
+	q.after = append(q.after, record)
+	return nil
+}
+
+// flushKeys sends the queued keys, then writes the records waiting on
+// them.
+func (d *Device) flushKeys(ctx context.Context, q *keyQueue) error {
+	// What a failed upload was to record stays unrecorded, and is sent
+	// again by the next sync.
+	raws, after := q.raws, q.after
+	q.raws, q.after = nil, nil
+	if len(raws) > 0 {
+		c, err := d.client()
+		if err != nil {
+			return err
+		}
+		if err := c.PutKeys(ctx, raws); err != nil {
+			return err
+		}
+	}
+	for _, record := range after {
+		if err := record(); err != nil {
 			return err
 		}
 	}
@@ -390,12 +496,8 @@ func (d *Device) wrapTo(ctx context.Context, stream syncproto.StreamID, epoch sy
 	if err != nil {
 		return err
 	}
-	c, err := d.client()
-	if err != nil {
-		return err
-	}
 	wk := &syncproto.WrappedKey{Tenant: d.pc.tenant, Stream: stream, Epoch: epoch, Device: dev, Wrapped: wrapped}
-	return c.PutKey(ctx, wk.Marshal())
+	return d.queueKey(ctx, wk.Marshal())
 }
 
 // rekey starts a new epoch on a stream if its current device set differs

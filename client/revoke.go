@@ -82,25 +82,32 @@ func (d *Device) Revoke(ctx context.Context, p RevokeParams) (RevokeResult, erro
 	}
 	res.Device = id
 	// Re-key every stream the device held a key of, and with a
-	// compromised-since point every stream (what it granted is void).
-	for sid, s := range d.chain.State().Streams {
-		if s.Purged {
-			continue
-		}
-		held := false
-		for _, e := range s.Epochs {
-			if e.Has(id) {
-				held = true
-				break
+	// compromised-since point every stream (what it granted is void). The
+	// new keys go to the relay in batches.
+	err = d.sendingKeys(ctx, func() error {
+		for sid, s := range d.chain.State().Streams {
+			if s.Purged {
+				continue
 			}
+			held := false
+			for _, e := range s.Epochs {
+				if e.Has(id) {
+					held = true
+					break
+				}
+			}
+			if !held && p.CompromisedSince == nil {
+				continue
+			}
+			if err := d.rekey(ctx, sid, true); err != nil {
+				return fmt.Errorf("re-key %s: %w", sid, err)
+			}
+			res.Rekeyed++
 		}
-		if !held && p.CompromisedSince == nil {
-			continue
-		}
-		if err := d.rekey(ctx, sid, true); err != nil {
-			return res, fmt.Errorf("re-key %s: %w", sid, err)
-		}
-		res.Rekeyed++
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	var sr SyncResult
 	if err := d.push(ctx, &sr); err != nil {

@@ -735,6 +735,89 @@ func (c *Client) PutKey(ctx context.Context, raw []byte) error {
 	return nil
 }
 
+// MaxKeyBatch is how many wrapped keys one batch upload or batch
+// acknowledgement carries (the relay's limit).
+const MaxKeyBatch = 256
+
+// PutKeys uploads wrapped keys in batches of up to MaxKeyBatch, each
+// stored all or nothing (coordinators). A relay without the batch endpoint
+// is sent the keys one by one.
+func (c *Client) PutKeys(ctx context.Context, raws [][]byte) error {
+	for len(raws) > 0 {
+		n := min(len(raws), MaxKeyBatch)
+		req := struct {
+			Keys []string `json:"keys"`
+		}{Keys: make([]string, n)}
+		for i, raw := range raws[:n] {
+			req.Keys[i] = base64.StdEncoding.EncodeToString(raw)
+		}
+		body, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("put wrapped keys: %w", err)
+		}
+		_, _, err = c.do(ctx, http.MethodPost, c.tpath("/keys/batch"), nil, body, "application/json", true, nil)
+		if noEndpoint(err) {
+			for _, raw := range raws[:n] {
+				if err := c.PutKey(ctx, raw); err != nil {
+					return err
+				}
+			}
+		} else if err != nil {
+			return fmt.Errorf("put wrapped keys: %w", err)
+		}
+		raws = raws[n:]
+	}
+	return nil
+}
+
+// KeyRef names one epoch key of a stream.
+type KeyRef struct {
+	Stream syncproto.StreamID
+	Epoch  syncproto.Epoch
+}
+
+// AckKeys tells the relay this device holds these keys, so its copies are
+// destroyed, in requests of up to MaxKeyBatch (one KEK rotation each). A
+// relay without the batch endpoint is told one key at a time.
+func (c *Client) AckKeys(ctx context.Context, keys []KeyRef) error {
+	type entry struct {
+		Stream string `json:"stream"`
+		Epoch  uint32 `json:"epoch"`
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), MaxKeyBatch)
+		req := struct {
+			Keys []entry `json:"keys"`
+		}{Keys: make([]entry, n)}
+		for i, k := range keys[:n] {
+			req.Keys[i] = entry{Stream: k.Stream.String(), Epoch: uint32(k.Epoch)}
+		}
+		body, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("acknowledge wrapped keys: %w", err)
+		}
+		_, _, err = c.do(ctx, http.MethodPost, c.tpath("/keys/ack"), nil, body, "application/json", true, nil)
+		if noEndpoint(err) {
+			for _, k := range keys[:n] {
+				if err := c.AckKey(ctx, k.Stream, k.Epoch); err != nil {
+					return err
+				}
+			}
+		} else if err != nil {
+			return fmt.Errorf("acknowledge wrapped keys: %w", err)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// noEndpoint reports whether the relay does not know the route asked
+// for (an older relay).
+func noEndpoint(err error) bool {
+	var se *syncproto.Error
+	return errors.As(err, &se) && se.Code == syncproto.CodeNotFound && se.Message == "no such endpoint"
+}
+
 // Keys fetches every wrapped key addressed to this device.
 func (c *Client) Keys(ctx context.Context) ([][]byte, error) {
 	var out struct {
