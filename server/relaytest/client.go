@@ -475,6 +475,49 @@ func (s *Session) AckKey(stream syncproto.StreamID, epoch syncproto.Epoch) error
 	return err
 }
 
+// PutKeys uploads wrapped keys in one batch (coordinators).
+func (s *Session) PutKeys(raws ...[]byte) error {
+	req := struct {
+		Keys []string `json:"keys"`
+	}{Keys: []string{}}
+	for _, raw := range raws {
+		req.Keys = append(req.Keys, base64.StdEncoding.EncodeToString(raw))
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	_, err = s.Call(http.MethodPost, "/keys/batch", "application/json", body, nil)
+	return err
+}
+
+// KeyRef names one epoch key of a stream.
+type KeyRef struct {
+	Stream syncproto.StreamID
+	Epoch  syncproto.Epoch
+}
+
+// AckKeys acknowledges (destroys) this device's copies of several epoch
+// keys in one request.
+func (s *Session) AckKeys(keys ...KeyRef) error {
+	type entry struct {
+		Stream string `json:"stream"`
+		Epoch  uint32 `json:"epoch"`
+	}
+	req := struct {
+		Keys []entry `json:"keys"`
+	}{Keys: []entry{}}
+	for _, k := range keys {
+		req.Keys = append(req.Keys, entry{Stream: k.Stream.String(), Epoch: uint32(k.Epoch)})
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	_, err = s.Call(http.MethodPost, "/keys/ack", "application/json", body, nil)
+	return err
+}
+
 // LastSeen returns the day each device was last seen (coordinators).
 func (s *Session) LastSeen() (map[string]string, error) {
 	var out map[string]string

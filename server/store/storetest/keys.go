@@ -291,3 +291,64 @@ func testEnvelopes(t *testing.T, s store.Store) {
 	noTenant.Tenant = syncproto.NewTenantID()
 	wantErr(t, s.PutEnvelope(ctx, noTenant), store.ErrNotFound, "put an envelope for an unknown tenant")
 }
+
+// testSecretBatches: PutSecrets stores a batch in one transaction (a
+// secret for an unknown tenant at its end stores none of it, and leaves a
+// secret it would have replaced as it was); DeleteSecrets deletes the
+// named secrets of one tenant and kind only, counting those that existed.
+func testSecretBatches(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tenant, other := newTenant(t, s), newTenant(t, s)
+	stream := syncproto.NewStreamID()
+	noErr(t, s.PutSecrets(ctx, nil), "put no secrets")
+	var batch []store.Secret
+	for _, name := range []string{"s/1/a", "s/1/b", "s/2/a"} {
+		batch = append(batch, store.Secret{Tenant: tenant, Stream: stream, Kind: "wrapped", Name: name, KEKGen: 1, Sealed: randBytes(40)})
+	}
+	keep := store.Secret{Tenant: other, Stream: stream, Kind: "wrapped", Name: "s/1/a", KEKGen: 1, Sealed: randBytes(40)}
+	release := store.Secret{Tenant: tenant, Kind: "release", Name: "s/1/a", KEKGen: 1, Sealed: randBytes(40)}
+	noErr(t, s.PutSecrets(ctx, append(slices.Clone(batch), keep, release)), "put a batch of secrets")
+	for _, want := range append(slices.Clone(batch), keep, release) {
+		got, err := s.GetSecret(ctx, want.Tenant, want.Kind, want.Name)
+		noErr(t, err, "get a secret of a batch")
+		checkSecret(t, "get a secret of a batch", got, want)
+	}
+
+	// All or nothing.
+	replaced := batch[0]
+	replaced.KEKGen, replaced.Sealed = 2, randBytes(40)
+	fresh := store.Secret{Tenant: tenant, Stream: stream, Kind: "wrapped", Name: "s/3/a", KEKGen: 2, Sealed: randBytes(40)}
+	lost := store.Secret{Tenant: syncproto.NewTenantID(), Kind: "wrapped", Name: "s/1/a", KEKGen: 2, Sealed: randBytes(40)}
+	wantErr(t, s.PutSecrets(ctx, []store.Secret{replaced, fresh, lost}), store.ErrNotFound, "put a batch with a secret of an unknown tenant")
+	got, err := s.GetSecret(ctx, tenant, "wrapped", batch[0].Name)
+	noErr(t, err, "get a secret a refused batch would have replaced")
+	checkSecret(t, "get a secret a refused batch would have replaced", got, batch[0])
+	_, err = s.GetSecret(ctx, tenant, "wrapped", fresh.Name)
+	wantErr(t, err, store.ErrNotFound, "get a secret of a refused batch")
+
+	n, err := s.DeleteSecrets(ctx, tenant, "wrapped", []string{"s/1/a", "s/2/a", "s/9/z"})
+	noErr(t, err, "delete a batch of secrets")
+	if n != 2 {
+		t.Fatalf("delete a batch of secrets: %d deleted, want 2", n)
+	}
+	list, err := s.ListSecrets(ctx, tenant, "wrapped", "")
+	noErr(t, err, "list after deleting a batch")
+	if names := secretNames(list); !slices.Equal(names, []string{"s/1/b"}) {
+		t.Fatalf("list after deleting a batch: %q, want [s/1/b]", names)
+	}
+	for _, want := range []store.Secret{keep, release} {
+		got, err := s.GetSecret(ctx, want.Tenant, want.Kind, want.Name)
+		noErr(t, err, "another tenant's or kind's secret after deleting a batch")
+		checkSecret(t, "another tenant's or kind's secret after deleting a batch", got, want)
+	}
+	n, err = s.DeleteSecrets(ctx, tenant, "wrapped", []string{"s/1/a", "s/2/a"})
+	noErr(t, err, "delete a batch again")
+	if n != 0 {
+		t.Fatalf("delete a batch again: %d deleted, want 0", n)
+	}
+	n, err = s.DeleteSecrets(ctx, tenant, "wrapped", nil)
+	noErr(t, err, "delete no secrets")
+	if n != 0 {
+		t.Fatalf("delete no secrets: %d deleted, want 0", n)
+	}
+}

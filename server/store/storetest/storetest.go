@@ -42,6 +42,7 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PurgeStream", testPurgeStream},
 		{"Secrets", testSecrets},
 		{"RewrapSecrets", testRewrapSecrets},
+		{"SecretBatches", testSecretBatches},
 		{"Envelopes", testEnvelopes},
 		{"Challenges", testChallenges},
 		{"TokenVersions", testTokenVersions},
