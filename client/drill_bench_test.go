@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +29,15 @@ import (
 // can, and setting up its later iterations (each new laptop is handed every
 // older key of every stream) would exceed a device's default burst.
 func startDrillRelay(tb testing.TB, requests *atomic.Int64) (relayURL, invite string) {
+	tb.Helper()
+	return startDrillRelayWith(tb, requests, false)
+}
+
+// startDrillRelayWith is startDrillRelay; with oneKeyPerRequest the relay
+// answers as one without the batch key endpoints (POST /keys/batch and
+// /keys/ack: "no such endpoint"), so clients send and acknowledge keys
+// one per request, as they did before those endpoints.
+func startDrillRelayWith(tb testing.TB, requests *atomic.Int64, oneKeyPerRequest bool) (relayURL, invite string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	st, err := sqlite.Open(filepath.Join(dir, "relay.db"))
@@ -48,6 +58,9 @@ func startDrillRelay(tb testing.TB, requests *atomic.Int64) (relayURL, invite st
 	h := rl.Handler()
 	srv := server.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
+		if oneKeyPerRequest && r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/keys/batch") || strings.HasSuffix(r.URL.Path, "/keys/ack")) {
+			r.URL.Path += "-unknown"
+		}
 		h.ServeHTTP(w, r)
 	}), nil)
 	go srv.Serve(ln)
@@ -67,14 +80,21 @@ func startDrillRelay(tb testing.TB, requests *atomic.Int64) (relayURL, invite st
 // worker with 5 residents and 10 laptops, so 6 streams (the residents and
 // the directory; the audit log is keyed to coordinator laptops only) move
 // to an epoch wrapped to the 9 other laptops and the coordinator. Between iterations, untimed, the worker
-// gets a new laptop so that there are always 10.
+// gets a new laptop so that there are always 10. "batched" sends the keys
+// in batches (POST /keys/batch); "one-per-key" runs against a relay
+// without that endpoint, so every key is its own PUT, as before it.
 //
 //	go test ./client -run '^$' -bench BenchmarkRevokeRekey -benchtime 20x
 func BenchmarkRevokeRekey(b *testing.B) {
+	b.Run("batched", func(b *testing.B) { benchRevokeRekey(b, false) })
+	b.Run("one-per-key", func(b *testing.B) { benchRevokeRekey(b, true) })
+}
+
+func benchRevokeRekey(b *testing.B, oneKeyPerRequest bool) {
 	const residents, laptops = 5, 10
 	ctx := context.Background()
 	var requests atomic.Int64
-	relayURL, invite := startDrillRelay(b, &requests)
+	relayURL, invite := startDrillRelayWith(b, &requests, oneKeyPerRequest)
 	dir := b.TempDir()
 	opts := func(home string) Options {
 		return Options{Home: filepath.Join(dir, home), WorkFactor: drillWorkFactor,
@@ -107,7 +127,7 @@ func BenchmarkRevokeRekey(b *testing.B) {
 		require.NoError(b, coord.Assign(ctx, name, "Kari Nordmann"))
 	}
 
-	rekeyed, reqs := 0, int64(0)
+	rekeyed, reqs, approveReqs := 0, int64(0), int64(0)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		n0 := requests.Load()
@@ -127,9 +147,14 @@ func BenchmarkRevokeRekey(b *testing.B) {
 				b.Fatalf("stream %s: revoked laptop still in the current epoch", sid)
 			}
 		}
+		n1 := requests.Load()
 		fleet = append(fleet[1:], newLaptop())
+		approveReqs += requests.Load() - n1
 		b.StartTimer()
 	}
+	// Approving the new laptop (untimed) sends it every key of the
+	// worker's streams' history, which grows with each iteration.
+	b.ReportMetric(float64(approveReqs)/float64(b.N), "approve-requests/op")
 	b.ReportMetric(float64(rekeyed)/float64(b.N), "streams/op")
 	b.ReportMetric(float64(reqs)/float64(b.N), "requests/op")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(rekeyed)/1000, "ms/stream")

@@ -6,6 +6,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -72,9 +73,18 @@ func TestWrappedKeyLost(t *testing.T) {
 	ctx := context.Background()
 	w.mustSync("ada")
 	adaID := ada.ID()
-	w.fault("coord", &netFault{action: "drop", method: "PUT", suffix: "/keys", body: func(raw []byte) bool {
-		wk, err := syncproto.UnmarshalWrappedKey(raw)
-		return err == nil && wk.Device == adaID
+	// The keys of the new epoch go in one batch: dropping it drops ada's.
+	w.fault("coord", &netFault{action: "drop", method: "POST", suffix: "/keys/batch", body: func(body []byte) bool {
+		var req struct{ Keys [][]byte }
+		if json.Unmarshal(body, &req) != nil {
+			return false
+		}
+		for _, raw := range req.Keys {
+			if wk, err := syncproto.UnmarshalWrappedKey(raw); err == nil && wk.Device == adaID {
+				return true
+			}
+		}
+		return false
 	}})
 	require.ErrorContains(t, coord.Assign(ctx, "Mina", "Cy"), "unreachable")
 	_, err := ada.LogAdd("Mina", "practical", 5, "written before the key came")
