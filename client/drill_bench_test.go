@@ -30,14 +30,15 @@ import (
 // older key of every stream) would exceed a device's default burst.
 func startDrillRelay(tb testing.TB, requests *atomic.Int64) (relayURL, invite string) {
 	tb.Helper()
-	return startDrillRelayWith(tb, requests, false)
+	return startDrillRelayWith(tb, requests, false, nil)
 }
 
 // startDrillRelayWith is startDrillRelay; with oneKeyPerRequest the relay
 // answers as one without the batch key endpoints (POST /keys/batch and
 // /keys/ack: "no such endpoint"), so clients send and acknowledge keys
-// one per request, as they did before those endpoints.
-func startDrillRelayWith(tb testing.TB, requests *atomic.Int64, oneKeyPerRequest bool) (relayURL, invite string) {
+// one per request, as they did before those endpoints. seen, if not nil,
+// hears the method and path of every request.
+func startDrillRelayWith(tb testing.TB, requests *atomic.Int64, oneKeyPerRequest bool, seen func(method, path string)) (relayURL, invite string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	st, err := sqlite.Open(filepath.Join(dir, "relay.db"))
@@ -58,6 +59,9 @@ func startDrillRelayWith(tb testing.TB, requests *atomic.Int64, oneKeyPerRequest
 	h := rl.Handler()
 	srv := server.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
+		if seen != nil {
+			seen(r.Method, r.URL.Path)
+		}
 		if oneKeyPerRequest && r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/keys/batch") || strings.HasSuffix(r.URL.Path, "/keys/ack")) {
 			r.URL.Path += "-unknown"
 		}
@@ -94,7 +98,7 @@ func benchRevokeRekey(b *testing.B, oneKeyPerRequest bool) {
 	const residents, laptops = 5, 10
 	ctx := context.Background()
 	var requests atomic.Int64
-	relayURL, invite := startDrillRelayWith(b, &requests, oneKeyPerRequest)
+	relayURL, invite := startDrillRelayWith(b, &requests, oneKeyPerRequest, nil)
 	dir := b.TempDir()
 	opts := func(home string) Options {
 		return Options{Home: filepath.Join(dir, home), WorkFactor: drillWorkFactor,
