@@ -119,6 +119,14 @@ func TestDeletionLeavesNoTrace(t *testing.T) {
 	require.NoError(t, s.PutSecret(ctx, rewrapped))
 	purged := store.Secret{Tenant: tenant, Stream: stream, Kind: "wrapped", Name: "w2", KEKGen: 2, Sealed: mark()}
 	require.NoError(t, s.PutSecret(ctx, purged))
+	// In batches (generation 2: the rewrap below leaves them alone):
+	// deleted together, and replaced by a batch.
+	batchDeleted := []store.Secret{
+		{Tenant: tenant, Kind: "wrapped", Name: "b1", KEKGen: 2, Sealed: mark()},
+		{Tenant: tenant, Kind: "wrapped", Name: "b2", KEKGen: 2, Sealed: mark()},
+	}
+	batchReplaced := store.Secret{Tenant: tenant, Kind: "wrapped", Name: "b3", KEKGen: 2, Sealed: mark()}
+	require.NoError(t, s.PutSecrets(ctx, append(slices.Clone(batchDeleted), batchReplaced)))
 
 	// Batches and snapshots: some pruned, the rest purged.
 	for i := 0; i < 4; i++ {
@@ -142,6 +150,11 @@ func TestDeletionLeavesNoTrace(t *testing.T) {
 	}
 
 	require.NoError(t, s.DeleteSecret(ctx, tenant, secret.Kind, secret.Name))
+	n, err := s.DeleteSecrets(ctx, tenant, "wrapped", []string{"b1", "b2"})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	batchReplaced.Sealed = randomBytes(t, 64)
+	require.NoError(t, s.PutSecrets(ctx, []store.Secret{batchReplaced}))
 	replaced.Sealed = randomBytes(t, 64)
 	require.NoError(t, s.PutSecret(ctx, replaced))
 	_, err = s.RewrapSecrets(ctx, 2, func(store.Secret) ([]byte, error) { return randomBytes(t, 64), nil })
