@@ -17,8 +17,9 @@ import (
 
 // keyRoutes counts the requests to the relay's key routes.
 type keyRoutes struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu    sync.Mutex
+	n     map[string]int
+	onAck func() // called as the relay receives an acknowledgement
 }
 
 func (k *keyRoutes) seen(method, path string) {
@@ -31,8 +32,18 @@ func (k *keyRoutes) seen(method, path string) {
 		route = "DELETE /keys/{stream}/{epoch}"
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	k.n[route]++
+	onAck := k.onAck
+	k.mu.Unlock()
+	if onAck != nil && (route == "POST /keys/ack" || method == http.MethodDelete) {
+		onAck()
+	}
+}
+
+func (k *keyRoutes) setOnAck(f func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.onAck = f
 }
 
 func (k *keyRoutes) take() map[string]int {
@@ -91,9 +102,29 @@ func TestKeysBatched(t *testing.T) {
 				require.Equal(t, map[string]int{"POST /keys/batch": 1}, got, "approval sends its keys in one request")
 			}
 
+			// What is on disk when the relay hears the acknowledgement is
+			// what a crash then would leave: it must hold the keys.
+			crashed := filepath.Join(dir, "crashed")
+			var copied atomic.Bool
+			routes.setOnAck(func() {
+				if copied.CompareAndSwap(false, true) {
+					require.NoError(t, copyTree(filepath.Join(dir, "laptop"), crashed))
+				}
+			})
 			_, err = d.Sync(ctx)
 			require.NoError(t, err)
+			routes.setOnAck(nil)
 			got = routes.take()
+			require.True(t, copied.Load(), "the relay heard no acknowledgement")
+			c2, err := Open(opts("crashed"))
+			require.NoError(t, err)
+			for i, id := range ids {
+				str := c2.chain.State().Streams[id]
+				require.NotNil(t, str, "after a crash at the acknowledgement, the laptop knows nothing of resident %d", i)
+				_, err := c2.epochKey(id, str.Current().Epoch)
+				require.NoError(t, err, "after a crash at the acknowledgement, the laptop holds the key of resident %d", i)
+			}
+			require.NoError(t, c2.Close())
 			held := 0
 			for i, id := range ids {
 				str := d.chain.State().Streams[id]

@@ -40,8 +40,8 @@ func (d *Device) storeKey(stream syncproto.StreamID, epoch syncproto.Epoch, k *f
 
 // fetchKeys takes every wrapped key the relay holds for this device,
 // accepts each only if it matches the commitment in the coordinator-signed
-// epoch statement, stores it, and then tells the relay, in one request, to
-// destroy its copies of the keys accepted.
+// epoch statement, stores it, saves the replica, and then tells the relay,
+// in one request, to destroy its copies of the keys accepted.
 func (d *Device) fetchKeys(ctx context.Context) error {
 	c, err := d.client()
 	if err != nil {
@@ -89,6 +89,11 @@ func (d *Device) fetchKeys(ctx context.Context) error {
 	}
 	if len(held) == 0 {
 		return nil
+	}
+	// The keys are on disk before the relay destroys its copies: a crash
+	// after the acknowledgement must not lose them.
+	if err := d.save(); err != nil {
+		return err
 	}
 	// One acknowledgement for every key taken: the relay destroys the
 	// copies and rotates its KEK once, not once per key.
