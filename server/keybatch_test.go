@@ -98,6 +98,8 @@ func TestKeyBatchUpload(t *testing.T) {
 		{"malformed base64", postRaw(`{"keys": ["` + b64(good) + `", "%%%"]}`), 400, syncproto.CodeBadRequest, "key 1: malformed base64"},
 		{"malformed wrapped key", g.cs.PutKeys(good, good[:len(good)-3]), 400, syncproto.CodeBadRequest, "key 1: wrapped key: malformed"},
 		{"the same key twice", g.cs.PutKeys(good, good), 400, syncproto.CodeBadRequest, "key 1: same stream, epoch and device as key 0"},
+		{"a key over the single key limit", g.cs.PutKeys(good, make([]byte, 1<<20+4<<10+1)), 413, syncproto.CodeTooLarge, "key 1: over"},
+		{"a body over 8 MiB", postRaw(`{"keys": ["` + strings.Repeat("A", 8<<20) + `"]}`), 413, syncproto.CodeTooLarge, ""},
 	} {
 		wireRefusal(t, c.what, c.err, c.status, c.code, c.msg)
 		nothingStored(c.what)
