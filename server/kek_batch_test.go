@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,70 @@ func TestKeystoreBatch(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Equal(t, gen+1, k.Generation(), "nothing destroyed, no rotation")
+}
+
+// TestKeystoreBatchConcurrent: two keystores on one directory and one
+// store (two relay processes) put and destroy batches concurrently; at the
+// end every secret kept opens to its value under the one generation left,
+// and every destroyed one is gone.
+func TestKeystoreBatchConcurrent(t *testing.T) {
+	ctx := context.Background()
+	st, tid := kekStore(t)
+	dir := filepath.Join(t.TempDir(), "kek")
+	ks := make([]*Keystore, 2)
+	for i := range ks {
+		k, err := OpenKeystore(dir)
+		require.NoError(t, err)
+		ks[i] = k
+	}
+	const workers, rounds, per = 4, 5, 8
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			k := ks[w%len(ks)]
+			for r := range rounds {
+				var secs []store.Secret
+				var plains [][]byte
+				var gone []string
+				for i := range per {
+					name := fmt.Sprintf("w%d/r%d/%d", w, r, i)
+					secs = append(secs, secret(tid, name))
+					plains = append(plains, []byte(name))
+					if i%2 == 0 {
+						gone = append(gone, name)
+					}
+				}
+				if err := k.PutAll(ctx, st, secs, plains); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := k.DestroyAll(ctx, st, tid, KindRelease, gone); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		require.NoError(t, <-errs)
+	}
+	gens, err := ks[0].Generations()
+	require.NoError(t, err)
+	require.Len(t, gens, 1, "generations left")
+	secs, err := st.ListSecrets(ctx, tid, KindRelease, "")
+	require.NoError(t, err)
+	require.Len(t, secs, workers*rounds*per/2)
+	for _, sec := range secs {
+		require.Equal(t, gens[0], sec.KEKGen, sec.Name)
+		plain, err := ks[1].Open(sec)
+		require.NoError(t, err, sec.Name)
+		require.Equal(t, sec.Name, string(plain))
+		var i int
+		_, err = fmt.Sscanf(sec.Name[strings.LastIndex(sec.Name, "/")+1:], "%d", &i)
+		require.NoError(t, err)
+		require.Equal(t, 1, i%2, "destroyed secret %s still stored", sec.Name)
+	}
 }
 
 // BenchmarkAckKeys measures acknowledging 64 of the 256 wrapped keys a
