@@ -101,6 +101,8 @@ type Device struct {
 	// keyq, while an admin action runs, gathers the wrapped keys it
 	// sends, so they reach the relay in batches (sendingKeys).
 	keyq *keyQueue
+	// skewWarned is set once a sync said this laptop's clock runs ahead.
+	skewWarned bool
 
 	// CardPreview, if set, is shown an alarm card before it is sealed and
 	// must return true to go ahead (a terminal prompt in the CLI).

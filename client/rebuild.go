@@ -91,7 +91,7 @@ func (d *Device) checkVoids() error {
 		affected[sid] = true
 	}
 	for sid := range affected {
-		if err := d.startRebuild(sid); err != nil {
+		if err := d.startRebuild(sid, "a revocation voided some of its edits"); err != nil {
 			return err
 		}
 	}
@@ -101,7 +101,7 @@ func (d *Device) checkVoids() error {
 // startRebuild empties a stream's merged state and bookkeeping, keeping
 // its keys and this device's pending edits, which it applies again; the
 // next pull replays the stream's history.
-func (d *Device) startRebuild(sid syncproto.StreamID) error {
+func (d *Device) startRebuild(sid syncproto.StreamID, why string) error {
 	if err := d.rep.PurgeStream(sid); err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (d *Device) startRebuild(sid syncproto.StreamID) error {
 		}
 	}
 	d.dirty = true
-	d.opts.notice("rebuilding %s from its verified history: a revocation voided some of its edits", sid)
+	d.opts.notice("rebuilding %s from its verified history: %s", sid, why)
 	return nil
 }
 
@@ -166,18 +166,17 @@ func (d *Device) endRebuild(sid syncproto.StreamID) error {
 }
 
 // reapplyOwn applies one of this device's own batches again during a
-// rebuild. A batch under a key this device no longer holds is passed over.
-func (d *Device) reapplyOwn(stream syncproto.StreamID, b *syncproto.Batch, self *syncproto.DeviceInfo, p transport.Pulled) (int, error) {
-	var deltas []*syncproto.Delta
-	var err error
-	if str := d.chain.State().Streams[stream]; str != nil && str.Kind == syncproto.StreamAudit {
-		// Audit entries are sealed to the epoch's devices, not under its key.
-		deltas, err = d.openPulled(stream, b, self)
-	} else if key, kerr := d.epochKey(stream, b.Epoch); kerr == nil {
-		deltas, err = syncproto.OpenBatch(b, key, self.SignPub)
-	}
+// rebuild. A batch under a key this device no longer holds is passed over;
+// one whose clocks run too far ahead of its receipt is skipped, as every
+// device skips it (skew.go).
+func (d *Device) reapplyOwn(stream syncproto.StreamID, b *syncproto.Batch, self *syncproto.DeviceInfo, rc *syncproto.Receipt, p transport.Pulled) (int, error) {
+	deltas, _, err := d.openOwn(stream, b, self)
 	if err != nil {
 		return 0, fmt.Errorf("batch %d of %s: %w", p.Seq, stream, err)
+	}
+	if _, refused := tooFarAhead(deltas, rc.ReceivedMS); refused {
+		// Said when its receipt came (checkOwnSkew).
+		return 0, d.advanceCursor(stream, p)
 	}
 	if len(deltas) > 0 {
 		if err := d.rep.ApplyBatch(deltas); err != nil {

@@ -52,6 +52,7 @@ func (d *Device) Sync(ctx context.Context) (SyncResult, error) {
 }
 
 func (d *Device) sync(ctx context.Context, res *SyncResult) error {
+	d.skewWarned = false
 	if err := d.refreshChain(ctx); err != nil {
 		return err
 	}
@@ -361,7 +362,9 @@ func (d *Device) sendInflight(ctx context.Context, stream syncproto.StreamID, b 
 	}
 	d.dirty = true
 	res.Pushed += len(b.Deltas)
-	return len(b.Deltas), nil
+	// The relay accepted the batch, but every device refuses it if its
+	// clocks run too far ahead of the receipt: so must this one.
+	return len(b.Deltas), d.checkOwnSkew(stream, b, rc)
 }
 
 // dropInflight forgets a sealing the relay refused as superseded and
@@ -626,7 +629,7 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 		return 0, fmt.Errorf("batch %d of %s: unknown author", p.Seq, stream)
 	}
 	if b.Author == d.pc.device && d.rebuilding(stream) {
-		return d.reapplyOwn(stream, b, author, p)
+		return d.reapplyOwn(stream, b, author, rc, p)
 	}
 	// Each author's batches must arrive in the author's order: the counter
 	// one past the last one seen and the previous hash matching. A replay
@@ -678,13 +681,11 @@ func (d *Device) applyPulled(stream syncproto.StreamID, p transport.Pulled) (int
 			return 0, fmt.Errorf("%w: batch %d of %s: %v", ErrHistory, p.Seq, stream, err)
 		}
 		// A clock too far ahead of the relay's signed receipt time is
-		// refused by every device alike, since all see the same receipt.
-		for _, dl := range deltas {
-			if dl.Clock.WallMS > rc.ReceivedMS+uint64(MaxClockSkew.Milliseconds()) {
-				d.opts.notice("ignored batch %d of %s: its clock is %s ahead of the relay's receipt", p.Seq, stream,
-					time.Duration(dl.Clock.WallMS-rc.ReceivedMS)*time.Millisecond)
-				return 0, d.acceptAuthor(stream, b, h, p)
-			}
+		// refused by every device alike, since all see the same receipt
+		// (the author too: skew.go).
+		if ahead, refused := tooFarAhead(deltas, rc.ReceivedMS); refused {
+			d.opts.notice("ignored batch %d of %s: its clock is %s ahead of the relay's receipt", p.Seq, stream, minutes(ahead))
+			return 0, d.acceptAuthor(stream, b, h, p)
 		}
 		// The whole batch or nothing.
 		if err := d.rep.ApplyBatch(deltas); err != nil {
