@@ -220,4 +220,16 @@ func TestClockAheadRefusedAlike(t *testing.T) {
 	require.NoError(t, ada.startRebuild(o.sid, "test"))
 	o.syncAll()
 	o.requireConverged("after a rebuild")
+
+	// So does taking the case again after it was purged here by an
+	// unassignment: the laptop's own batches are then applied like
+	// anyone's.
+	ctx := context.Background()
+	require.NoError(t, o.devs["coord"].Unassign(ctx, "Mina", "Ada"))
+	o.syncAll()
+	require.NoError(t, o.devs["coord"].Assign(ctx, "Mina", "Ada"))
+	o.syncAll()
+	if texts := o.requireConverged("assigned again"); !slices.Equal(slices.Sorted(slices.Values(texts)), []string{"clock fixed", "four minutes ahead", "six minutes ahead"}) {
+		t.Fatalf("got log %q after the case was assigned again, want the accepted edits only", texts)
+	}
 }
