@@ -219,6 +219,9 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 						totals[k] += v
 					}
 				}
+				if s.refusals > 0 {
+					totals["clock ahead"]++
+				}
 				if err != nil {
 					failed = append(failed, fmt.Sprintf("seed %d: %v\n%s\nrerun: FRISTED_CONV_SEED=%d go test ./client -run '^%s$' -count=1 -v",
 						seed, err, s.traceTail(one), seed, mode))
@@ -237,8 +240,8 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 		}
 		t.Error(f)
 	}
-	t.Logf("%d schedules, %d failed; requests dropped %d, answers lost %d, duplicated %d, held %d, refused offline %d",
-		ran, len(failed), totals["drop"], totals["lose"], totals["dup"], totals["hold"], totals["offline"])
+	t.Logf("%d schedules, %d failed; requests dropped %d, answers lost %d, duplicated %d, held %d, refused offline %d; schedules with edits refused for a clock ahead %d",
+		ran, len(failed), totals["drop"], totals["lose"], totals["dup"], totals["hold"], totals["offline"], totals["clock ahead"])
 	// Enough schedules must have met every fault, or the run proves less
 	// than it says.
 	if ran >= 20 && len(failed) == 0 {
@@ -246,6 +249,9 @@ func runConvergence(t *testing.T, n int, loopback bool) {
 			if totals[k] == 0 {
 				t.Errorf("no schedule met a fault of kind %q", k)
 			}
+		}
+		if ran >= 200 && totals["clock ahead"] == 0 {
+			t.Errorf("no schedule had an edit refused for a clock ahead")
 		}
 	}
 }
@@ -268,6 +274,12 @@ type convSchedule struct {
 	skew    map[string]time.Duration
 	trace   []string
 	notices []string
+	// ahead is the laptop whose clock jumps an hour ahead of the relay
+	// between steps aheadFrom and aheadTo ("" in most schedules); its
+	// edits of that time are refused by every laptop, its own included.
+	ahead              string
+	aheadFrom, aheadTo int
+	refusals           int // notices of the clock jump
 }
 
 func (s *convSchedule) logf(format string, args ...any) {
@@ -365,10 +377,24 @@ func (s *convSchedule) run() (err error) {
 		}
 	}
 	s.logf("seed %d: skews %v, fault rates x%v", s.seed, s.skew, scale)
+	// One schedule in eight has a laptop whose clock jumps ahead for a
+	// while. Its own generator leaves the other schedules as they were.
+	if jr := mrand.New(mrand.NewPCG(s.seed, 0xc10c)); jr.IntN(8) == 0 {
+		s.ahead = convLaptops[jr.IntN(len(convLaptops))]
+		s.aheadFrom = jr.IntN(10)
+		s.aheadTo = s.aheadFrom + 2 + jr.IntN(8)
+		s.logf("%s's clock runs an hour ahead of the relay's from step %d to %d", s.ahead, s.aheadFrom, s.aheadTo)
+	}
 
 	steps := 12 + s.rng.IntN(20)
 	for i := 0; i < steps; i++ {
 		s.clock = s.clock.Add(time.Duration(s.rng.IntN(3000)) * time.Millisecond)
+		if s.ahead != "" && (i == s.aheadFrom || i == s.aheadTo) {
+			// The laptops' clocks run an hour behind the relay's: two
+			// hours on puts this one an hour ahead of it.
+			s.skew[s.ahead] += map[bool]time.Duration{true: 2 * time.Hour, false: -2 * time.Hour}[i == s.aheadFrom]
+			s.logf("%s's clock moves to skew %v", s.ahead, s.skew[s.ahead])
+		}
 		home := convLaptops[s.rng.IntN(len(convLaptops))]
 		var err error
 		switch x := s.rng.IntN(100); {
@@ -435,6 +461,13 @@ func (s *convSchedule) run() (err error) {
 		return errors.New("no quiescence after 8 rounds of syncing")
 	}
 	for _, n := range s.notices {
+		if s.ahead != "" && strings.Contains(n, "ahead of the relay") {
+			// The clock jump's warning, refusals and rebuild.
+			if strings.Contains(n, "ignored batch") {
+				s.refusals++
+			}
+			continue
+		}
 		if strings.Contains(n, "could not be delivered") || strings.Contains(n, "ignored") ||
 			strings.Contains(n, "inconsistent") || strings.Contains(n, "refused") {
 			return fmt.Errorf("an honest relay caused a notice: %s", n)

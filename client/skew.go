@@ -89,7 +89,7 @@ func (d *Device) checkOwnSkew(stream syncproto.StreamID, b *syncproto.Batch, rc 
 	}
 	d.opts.notice("this laptop's clock was %s ahead of the relay's when %d edit(s) to %s were made: they were refused by every device and are taken out of this laptop too; fix the clock and enter them again",
 		minutes(ahead), len(deltas), d.residentLabel(stream))
-	return d.startRebuild(stream, "this laptop's edits were refused for a clock set ahead")
+	return d.startRebuild(stream, "edits made while this laptop's clock ran ahead of the relay's are taken out")
 }
 
 // minutes prints a duration to the nearest minute, or in seconds below
