@@ -171,7 +171,23 @@ func TestClockAheadRefusedAlike(t *testing.T) {
 	_, err = ada.LogAdd("Mina", "practical", 5, "an hour ahead")
 	require.NoError(t, err)
 	require.NoError(t, ada.ResidentSet("Mina", map[string]string{"language": "an hour ahead"}))
+	// Showing the case writes an entry to the audit log, which this
+	// worker's laptop cannot read back: refused by its readers, said here.
+	_, err = ada.ResidentShow("Mina", false)
+	require.NoError(t, err)
 	o.syncAll()
+	if !o.noticed("ada", "60 minutes ahead", "audit entries", "every device refuses them") {
+		t.Errorf("got notices %q, want the refused audit entry named", o.notices["ada"])
+	}
+	ignored := 0
+	for _, n := range o.notices["coord"] {
+		if strings.Contains(n, "ignored batch") && strings.Contains(n, "ahead of the relay's receipt") {
+			ignored++
+		}
+	}
+	if ignored != 2 {
+		t.Errorf("got notices %q on coord, want the case's and the audit log's batch reported as ignored", o.notices["coord"])
+	}
 	texts := o.requireConverged("an hour ahead")
 	if slices.Contains(texts, "an hour ahead") {
 		t.Fatalf("got log %q, want the edit made an hour ahead refused", texts)

@@ -341,6 +341,12 @@ func (d *Device) sendInflight(ctx context.Context, stream syncproto.StreamID, b 
 	if err := rc.Verify(d.pc.relayKey); err != nil || rc.Batch != h || rc.Stream != stream || rc.Seq != seq {
 		return 0, errors.New("push: the relay's receipt does not match the batch")
 	}
+	// Read before they leave the outbox: the skew rule is checked on them
+	// below (the audit entries of a worker's laptop do not open here).
+	sent, err := d.outboxDeltas(b)
+	if err != nil {
+		return 0, err
+	}
 	tx, err := d.db().Begin()
 	if err != nil {
 		return 0, err
@@ -364,7 +370,7 @@ func (d *Device) sendInflight(ctx context.Context, stream syncproto.StreamID, b 
 	res.Pushed += len(b.Deltas)
 	// The relay accepted the batch, but every device refuses it if its
 	// clocks run too far ahead of the receipt: so must this one.
-	return len(b.Deltas), d.checkOwnSkew(stream, b, rc)
+	return len(b.Deltas), d.checkOwnSkew(stream, sent, rc)
 }
 
 // dropInflight forgets a sealing the relay refused as superseded and
