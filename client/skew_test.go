@@ -24,12 +24,14 @@ type skewOrg struct {
 	devs     map[string]*Device
 	notices  map[string][]string
 	adaAhead time.Duration
+	relayURL string
 }
 
 func newSkewOrg(t *testing.T) *skewOrg {
 	ctx := context.Background()
 	o := &skewOrg{t: t, devs: map[string]*Device{}, notices: map[string][]string{}}
 	r := startLoopbackRelay(t)
+	o.relayURL = r.URL
 	dir := t.TempDir()
 	opts := func(name string) Options {
 		op := relOptions(t, filepath.Join(dir, name))
@@ -247,5 +249,36 @@ func TestClockAheadRefusedAlike(t *testing.T) {
 	o.syncAll()
 	if texts := o.requireConverged("assigned again"); !slices.Equal(slices.Sorted(slices.Values(texts)), []string{"clock fixed", "four minutes ahead", "six minutes ahead"}) {
 		t.Fatalf("got log %q after the case was assigned again, want the accepted edits only", texts)
+	}
+}
+
+// TestOwnSkewCheckUnreadableOutbox: when the outbox cannot be read back as
+// the receipt for a re-sent batch arrives, the sync fails naming the step,
+// and the batch and its edit stay queued.
+func TestOwnSkewCheckUnreadableOutbox(t *testing.T) {
+	o := newSkewOrg(t)
+	ada := o.devs["ada"]
+	_, err := ada.LogAdd("Mina", "practical", 5, "sent twice")
+	require.NoError(t, err)
+	// The relay takes the batch but its receipt is lost on the way back.
+	ada.viaRelay(hostileProxy(t, o.relayURL, "/batches", func(m map[string]any) {
+		if _, ok := m["receipt"]; ok {
+			m["receipt"] = "eA=="
+		}
+	}))
+	_, err = ada.Sync(context.Background())
+	require.Error(t, err)
+	_, err = ada.db().Exec(`UPDATE local_outbox SET delta = x'00'`)
+	require.NoError(t, err)
+	ada.viaRelay(o.relayURL)
+	_, err = ada.Sync(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "read outbox") {
+		t.Fatalf("got %v, want an error reading the outbox", err)
+	}
+	var inflight, pending int
+	require.NoError(t, ada.db().QueryRow(`SELECT COUNT(*) FROM local_inflight`).Scan(&inflight))
+	require.NoError(t, ada.db().QueryRow(`SELECT COUNT(*) FROM local_outbox`).Scan(&pending))
+	if inflight != 1 || pending != 1 {
+		t.Errorf("got %d in-flight batches and %d queued edits, want 1 and 1", inflight, pending)
 	}
 }
