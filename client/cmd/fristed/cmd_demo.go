@@ -208,6 +208,14 @@ func (dm *demo) story(invite string) error {
 		if err := c.ResidentSet(rid.String(), map[string]string{"secret_address": demoAddress, "legal_name": demoLegal, "address_code": "6"}); err != nil {
 			return err
 		}
+		if _, err := c.RecordAdd(rid.String(), "threat", map[string]string{"source": "sending_police_district",
+			"date": time.Now().Format("2006-01-02"), "actors": "Father and two uncles", "relation": "family",
+			"vehicles": "Grey Volvo V70", "level": "high"}); err != nil {
+			return err
+		}
+		if _, err := c.RecordAdd(rid.String(), "contact", map[string]string{"role": "police", "name": "Family violence coordinator, Oslo police district", "phone": "+47 02800"}); err != nil {
+			return err
+		}
 		if _, err := c.Sync(ctx); err != nil {
 			return err
 		}
@@ -215,7 +223,7 @@ func (dm *demo) story(invite string) error {
 	}); err != nil {
 		return err
 	}
-	dm.say("   resident Mina (%s), secret address, legal name and description sealed in the case", rid)
+	dm.say("   resident Mina (%s), secret address, legal name and description sealed in the case, with a threat assessment and a police contact", rid)
 	for _, who := range []string{"kari", "ola"} {
 		if err := dm.as(who, func(d *client.Device) error { _, err := d.Sync(ctx); return err }); err != nil {
 			return err
