@@ -64,8 +64,19 @@ func (d *Device) ResidentSet(ref string, fields map[string]string) error {
 	return err
 }
 
+// checkHandKind refuses record kinds that only Fristed itself writes.
+func checkHandKind(kind string) error {
+	if kind == kindAlarmCard {
+		return fmt.Errorf("record kind %q is written by envelope seal and the automatic re-seal, not by hand", kind)
+	}
+	return nil
+}
+
 // RecordAdd adds a record of kind to a case and returns its id.
 func (d *Device) RecordAdd(ref, kind string, fields map[string]string) (string, error) {
+	if err := checkHandKind(kind); err != nil {
+		return "", err
+	}
 	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return "", err
@@ -82,6 +93,9 @@ func (d *Device) RecordAdd(ref, kind string, fields map[string]string) (string, 
 
 // RecordSet changes fields of an existing record.
 func (d *Device) RecordSet(ref, kind, id string, fields map[string]string) error {
+	if err := checkHandKind(kind); err != nil {
+		return err
+	}
 	sid, err := d.residentForWrite(ref)
 	if err != nil {
 		return err
