@@ -187,27 +187,10 @@ func kekAD(tenant syncproto.TenantID, kind, name string, gen uint32) []byte {
 	return ad[:]
 }
 
-// Put seals plain under the current generation and stores it as sec
-// (whose KEKGen and Sealed it sets), replacing any secret of that name.
+// Put seals plain under the current generation and stores it as sec,
+// replacing any secret of that name.
 func (k *Keystore) Put(ctx context.Context, st store.Store, sec store.Secret, plain []byte) error {
-	unlock, err := k.lock(false)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	k.mu.Lock()
-	if err := k.reloadLocked(); err != nil {
-		k.mu.Unlock()
-		return err
-	}
-	gen, key := k.cur, k.keys[k.cur]
-	k.mu.Unlock()
-	sealed, err := fcrypto.Seal(key, kekAD(sec.Tenant, sec.Kind, sec.Name, gen), plain)
-	if err != nil {
-		return fmt.Errorf("seal %s secret: %w", sec.Kind, err)
-	}
-	sec.KEKGen, sec.Sealed = gen, sealed
-	return st.PutSecret(ctx, sec)
+	return k.PutAll(ctx, st, []store.Secret{sec}, [][]byte{plain})
 }
 
 // PutAll seals each plains[i] under the current generation as secs[i]
