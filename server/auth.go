@@ -82,15 +82,8 @@ func (r *Relay) token(c echo.Context) error {
 	if proof.Tenant != tid || !proof.Relay.Equal(r.signer.Public()) {
 		return denied
 	}
-	if err := r.st.ConsumeChallenge(ctx, proof.Nonce, r.now()); errors.Is(err, store.ErrNotFound) {
-		return denied
-	} else if err != nil {
-		return storeError(err)
-	}
-	t, err := r.tenants.get(ctx, tid)
-	if errors.Is(err, errUnknownTenant) {
-		return denied
-	} else if err != nil {
+	t, err := r.proofTenant(ctx, tid, proof.Nonce, denied)
+	if err != nil {
 		return err
 	}
 	var dev syncproto.DeviceInfo
@@ -296,4 +289,20 @@ func readJSON(c echo.Context, v any) error {
 		return wire(syncproto.CodeBadRequest, "malformed JSON body")
 	}
 	return nil
+}
+
+// proofTenant spends the one-time challenge an auth proof answers and
+// returns the proof's tenant. An unknown or spent challenge and an unknown
+// tenant get the same answer, denied.
+func (r *Relay) proofTenant(ctx context.Context, tid syncproto.TenantID, nonce syncproto.Hash, denied error) (*tenant, error) {
+	if err := r.st.ConsumeChallenge(ctx, nonce, r.now()); errors.Is(err, store.ErrNotFound) {
+		return nil, denied
+	} else if err != nil {
+		return nil, storeError(err)
+	}
+	t, err := r.tenants.get(ctx, tid)
+	if errors.Is(err, errUnknownTenant) {
+		return nil, denied
+	}
+	return t, err
 }

@@ -265,15 +265,8 @@ func (r *Relay) rootReadChain(c echo.Context) error {
 	if proof.Tenant != tid || proof.Device != (syncproto.DeviceID{}) || !proof.Relay.Equal(r.signer.Public()) {
 		return denied
 	}
-	if err := r.st.ConsumeChallenge(ctx, proof.Nonce, r.now()); errors.Is(err, store.ErrNotFound) {
-		return denied
-	} else if err != nil {
-		return storeError(err)
-	}
-	t, err := r.tenants.get(ctx, tid)
-	if errors.Is(err, errUnknownTenant) {
-		return denied
-	} else if err != nil {
+	t, err := r.proofTenant(ctx, tid, proof.Nonce, denied)
+	if err != nil {
 		return err
 	}
 	var root fcrypto.PublicKey
